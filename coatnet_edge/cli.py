@@ -1,0 +1,182 @@
+"""``coatnet-edge``: a thin CLI over the Python API. It only parses arguments and prints results.
+
+Errors raised below arrive as :class:`CoatnetEdgeError` and are printed here once, as one line,
+with exit code 2 (``--debug`` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from coatnet_edge import __version__
+from coatnet_edge.errors import CoatnetEdgeError
+
+EXIT_USER_ERROR = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="coatnet-edge")
+@click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Take a PyTorch CoAtNet to edge devices: distill, quantize, export to ONNX / OpenVINO /
+    TensorRT, and measure accuracy and latency against the FP32 reference at every stage.
+
+    \b
+    Start here:
+      coatnet-edge run                      # the whole job on built-in data and defaults
+      coatnet-edge models                   # the CoAtNet variants, with params and MACs
+      coatnet-edge data synth --out data/   # the built-in labeled dataset
+    """
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/default"), show_default=True,
+              help="Output folder: data/, model/, onnx/ and run.json land here.")
+@click.option("--variant", default="coatnet_pico", show_default=True, help="CoAtNet variant (see `models`).")
+@click.option("--seed", default=0, show_default=True, help="Seed for model initialisation.")
+@click.option("--eval-images", default=240, show_default=True, help="Validation images compared per backend.")
+@click.option("--threads", type=int, default=None, help="Runtime threads (default: the runtime's own choice).")
+def run(out_dir: Path, variant: str, seed: int, eval_images: int, threads: int | None) -> None:
+    """Run the pipeline on the built-in defaults and print the comparison table.
+
+    Generates the built-in dataset, builds a CoAtNet, exports ONNX, runs it in ONNX Runtime and
+    OpenVINO, and compares every backend's logits with PyTorch's on the same validation images.
+    """
+    from coatnet_edge.pipeline import run as run_pipeline
+
+    result = run_pipeline(out_dir, variant=variant, seed=seed, eval_images=eval_images, threads=threads)
+    _print_table(
+        f"agreement with PyTorch FP32 on {result.rows[0]['images']} built-in validation images",
+        ["backend", "precision", "top-1 agreement", "logit cosine", "SQNR dB", "max |diff|"],
+        [[r["backend"], r["precision"], f"{r['top1_agreement']:.4f}", f"{r['cosine']:.6f}",
+          f"{r['sqnr_db']:.1f}", f"{r['max_abs']:.2e}"] for r in result.rows],
+    )
+    click.echo("stage wall time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.stage_seconds.items()))
+    for name, path in result.files.items():
+        click.echo(f"{name}: {path}")
+
+
+@cli.command()
+@click.option("--image-size", default=224, show_default=True, help="Input size (a multiple of 32).")
+@click.option("--num-classes", default=1000, show_default=True)
+def models(image_size: int, num_classes: int) -> None:
+    """List the CoAtNet variants with parameters and multiply-accumulates (measured, batch 1)."""
+    from coatnet_edge.models.config import check_image_size
+    from coatnet_edge.models.profile import profile_config
+    from coatnet_edge.models.registry import get_variant, list_variants
+
+    check_image_size(image_size)
+    rows = []
+    for name in list_variants():
+        cfg = get_variant(name).replace(image_size=image_size, num_classes=num_classes)
+        prof = profile_config(cfg)
+        rows.append([name, "-".join(map(str, cfg.depths)), "-".join(map(str, cfg.dims)),
+                     f"{prof.params_m:.2f}", f"{prof.gmacs:.3f}"])
+    _print_table(f"CoAtNet variants at {image_size}x{image_size}, {num_classes} classes",
+                 ["variant", "blocks S0-S4", "channels S0-S4", "params (M)", "GMACs"], rows)
+    click.echo("MACs: conv + matmul multiply-accumulates counted by torch's FlopCounterMode (FLOPs / 2).")
+
+
+@cli.group()
+def data() -> None:
+    """Datasets: the built-in synthetic one, and checks of your own image folders."""
+
+
+@data.command("synth")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="New folder to write.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--image-size", default=80, show_default=True, help="Side of the generated images (pixels).")
+@click.option("--train-per-class", default=300, show_default=True)
+@click.option("--val-per-class", default=100, show_default=True)
+def data_synth(out_dir: Path, seed: int, image_size: int, train_per_class: int, val_per_class: int) -> None:
+    """Generate the built-in labeled dataset (OUT/train/<class>/*.png, OUT/val/...).
+
+    Deterministic: the same options give byte-identical files on every machine.
+    """
+    from coatnet_edge.data.synth import SynthConfig, load_dataset_info, write_dataset
+    from coatnet_edge.progress import progress_bar
+
+    cfg = SynthConfig(seed=seed, image_size=image_size, train_per_class=train_per_class,
+                      val_per_class=val_per_class)
+    with progress_bar("generating") as bar:
+        out = write_dataset(out_dir, cfg, progress=bar)
+    info = load_dataset_info(out)
+    click.echo(f"{out}: {sum(info['counts'].values()) if isinstance(info.get('counts'), dict) else ''} images, "
+               f"{len(info['classes'])} classes, sha256 {info.get('sha256', '')[:16]}")
+
+
+@data.command("scan")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--labeled/--unlabeled", default=None, help="Folder layout (default: detect).")
+def data_scan(folder: Path, labeled: bool | None) -> None:
+    """Check an image folder: decode every file, count classes, list what would be skipped."""
+    from coatnet_edge.data.folders import format_skipped, scan_folder
+    from coatnet_edge.progress import progress_bar
+
+    with progress_bar("decoding") as bar:
+        found = scan_folder(folder, labeled=labeled, progress=bar)
+    click.echo(f"{folder}: {found.summary()}")
+    for line in format_skipped(found.skipped):
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--config", type=click.Path(path_type=Path), default=None,
+              help="JSON config for a bare .pt/.pth state dict.")
+def info(checkpoint: Path, config: Path | None) -> None:
+    """Show what a checkpoint holds: variant, classes, input size, preprocessing, size."""
+    from coatnet_edge.models.checkpoint import load_checkpoint
+    from coatnet_edge.models.profile import profile_model
+
+    model, meta = load_checkpoint(checkpoint, config=config)
+    prof = profile_model(model)
+    cfg = meta.model
+    click.echo(f"{checkpoint}: {cfg.name}, {cfg.num_classes} classes, input {cfg.image_size}x{cfg.image_size}, "
+               f"{prof.params_m:.2f} M params, {prof.gmacs:.3f} GMACs")
+    click.echo(f"preprocess: {meta.preprocess.to_dict()}")
+    if meta.class_names:
+        click.echo(f"classes: {', '.join(meta.class_names)}")
+
+
+def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(100, Console().width)).print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: one-line errors, non-zero exit codes."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="coatnet-edge", standalone_mode=False)
+    except CoatnetEdgeError as err:
+        if debug:
+            raise
+        click.echo(f"error: {err}", err=True)
+        return EXIT_USER_ERROR
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except click.exceptions.Exit as err:
+        return err.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Images in, arrays out: Pillow+NumPy preprocessing, image folders, the built-in dataset (torch-free)."""

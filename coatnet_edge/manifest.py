@@ -1,0 +1,115 @@
+"""Provenance and atomic artifact writing.
+
+Every artifact is written under a temporary name in its final directory and renamed into place
+only when complete, so an interrupted run never leaves a file at the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from coatnet_edge.errors import CoatnetEdgeError
+
+MANIFEST_SCHEMA = "coatnet-edge/manifest/v1"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def ensure_output_dir(path: str | Path) -> Path:
+    """Create ``path`` as a directory, or say in one line why it cannot be one."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CoatnetEdgeError("output path exists and is not a directory", path=path,
+                               fix="pass a directory path (or remove the file)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CoatnetEdgeError(f"cannot create output directory ({err.strerror})", path=path,
+                               fix="choose a writable location with --out") from None
+    if not os.access(path, os.W_OK):
+        raise CoatnetEdgeError("output directory is not writable", path=path,
+                               fix="choose a writable location with --out")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; rename it to ``final`` only if the block succeeds.
+
+    Works for files and directories (whatever the block creates at the yielded path).
+    """
+    final = Path(final)
+    ensure_output_dir(final.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise CoatnetEdgeError("internal error: nothing was written", path=final)
+        if final.is_dir() and not final.is_symlink():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def manifest_path_for(artifact: str | Path) -> Path:
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ".manifest.json")
+
+
+def write_manifest(artifact: str | Path, record: dict[str, Any]) -> Path:
+    """Write ``<artifact>.manifest.json`` next to a finished artifact, with its hash and sizes."""
+    artifact = Path(artifact)
+    from coatnet_edge.environment import library_versions  # local: keeps import light
+
+    payload = {
+        "schema": MANIFEST_SCHEMA,
+        "artifact": artifact.name,
+        "sha256": sha256_file(artifact) if artifact.is_file() else None,
+        "size_bytes": artifact.stat().st_size if artifact.is_file() else None,
+        "versions": library_versions(),
+        **record,
+    }
+    return write_json_atomic(manifest_path_for(artifact), payload)
+
+
+def read_manifest(artifact: str | Path) -> dict[str, Any] | None:
+    path = manifest_path_for(artifact)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CoatnetEdgeError(f"manifest is not valid JSON ({err.msg})", path=path,
+                               fix="re-export the artifact to rewrite its manifest") from None

@@ -1,0 +1,36 @@
+"""Agreement between a backend's logits and the FP32 reference on the same images (NumPy only)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Agreement:
+    top1_agreement: float  # fraction of images whose argmax matches the reference
+    cosine: float  # mean per-image cosine similarity of logit vectors
+    sqnr_db: float  # 10 log10(|ref|^2 / |ref - out|^2) over all logits; inf when identical
+    max_abs: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def compare_logits(reference: np.ndarray, output: np.ndarray) -> Agreement:
+    ref = np.asarray(reference, dtype=np.float64)
+    out = np.asarray(output, dtype=np.float64)
+    if ref.shape != out.shape:
+        raise ValueError(f"logit shapes differ: {ref.shape} vs {out.shape}")
+    err = ref - out
+    noise = float(np.sum(err**2))
+    signal = float(np.sum(ref**2))
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
+    cos = np.sum(ref * out, axis=1) / np.maximum(norms, 1e-30)
+    return Agreement(
+        top1_agreement=float(np.mean(ref.argmax(1) == out.argmax(1))),
+        cosine=float(np.mean(cos)),
+        sqnr_db=float("inf") if noise == 0 else float(10 * np.log10(max(signal, 1e-300) / noise)),
+        max_abs=float(np.max(np.abs(err))) if err.size else 0.0,
+    )

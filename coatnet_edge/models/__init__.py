@@ -1,0 +1,1 @@
+"""CoAtNet family (paper topology + edge sizes), registry, checkpoints, size/compute profile."""

@@ -1,0 +1,30 @@
+"""The one interface every backend runner has: run a preprocessed NCHW batch, return logits.
+
+Runners never import torch: they are what an edge device runs with NumPy and one runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RunnerInfo:
+    backend: str
+    precision: str
+    device: str
+    artifact: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Runner(Protocol):
+    info: RunnerInfo
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        """Logits (N, classes) for a float32 NCHW batch."""
+        ...

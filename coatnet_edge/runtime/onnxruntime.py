@@ -1,0 +1,35 @@
+"""ONNX Runtime runner (CPU by default; CUDA/TensorRT execution providers where installed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
+from coatnet_edge.runtime.base import RunnerInfo
+
+
+class OnnxRuntimeRunner:
+    def __init__(self, path: str | Path, *, threads: int | None = None, providers: list[str] | None = None,
+                 precision: str = "fp32"):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise MissingDependencyError("onnxruntime", hint="pip install onnxruntime") from None
+        path = Path(path)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/NoSuchFile types
+            raise CoatnetEdgeError(f"ONNX Runtime cannot load it ({str(err).splitlines()[0][:200]})", path=path,
+                                   fix="re-export the model; check it with `python -m onnx.checker`") from None
+        self.input_name = self.session.get_inputs()[0].name
+        device = "GPU" if self.session.get_providers()[0] != "CPUExecutionProvider" else "CPU"
+        self.info = RunnerInfo("onnxruntime", precision, device, str(path))
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(images, dtype=np.float32)})[0]
