@@ -106,8 +106,10 @@ def data_synth(out_dir: Path, seed: int, image_size: int, train_per_class: int, 
     with progress_bar("generating") as bar:
         out = write_dataset(out_dir, cfg, progress=bar)
     info = load_dataset_info(out)
-    click.echo(f"{out}: {sum(info['counts'].values()) if isinstance(info.get('counts'), dict) else ''} images, "
-               f"{len(info['classes'])} classes, sha256 {info.get('sha256', '')[:16]}")
+    counts = {split: sum(per_class.values()) for split, per_class in info["counts"].items()}
+    click.echo(f"{out}: {len(info['classes'])} classes, "
+               + ", ".join(f"{n} {split} images" for split, n in counts.items())
+               + f", sha256 {info.get('sha256', '')[:16]}")
 
 
 @data.command("scan")

@@ -95,9 +95,9 @@ def test_export_is_deterministic(tmp_path: Path) -> None:
 def test_runner_refuses_broken_onnx(tmp_path: Path) -> None:
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"\x08\x07not really a model")
-    with pytest.raises(CoatnetEdgeError, match="broken.onnx"):
+    with pytest.raises(CoatnetEdgeError, match=r"broken\.onnx"):
         load_runner(bad)
-    with pytest.raises(CoatnetEdgeError, match="unknown artifact type '.bin'"):
+    with pytest.raises(CoatnetEdgeError, match=r"unknown artifact type '\.bin'"):
         (tmp_path / "x.bin").write_bytes(b"0")
         load_runner(tmp_path / "x.bin")
 

@@ -8,6 +8,7 @@ drift apart. Nothing is ever unpickled: ``.pt``/``.pth`` files are read only thr
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,9 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                                fix="use a .safetensors file (or a .pt/.pth state dict)")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError...
+    except Exception as err:
         detail = _first_line(err)
-        if "weights_only" in detail or "Unsupported global" in detail:
+        if isinstance(err, pickle.UnpicklingError) or "weights only" in str(err).lower():
             raise CoatnetEdgeError("refused to unpickle: the file holds Python objects beyond tensors, and "
                                    "loading them could run arbitrary code", path=path,
                                    fix="re-save it as safetensors (safetensors.torch.save_file(model.state_dict()"

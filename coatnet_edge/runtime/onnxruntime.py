@@ -24,7 +24,7 @@ class OnnxRuntimeRunner:
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
-        except Exception as err:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph/NoSuchFile types
+        except Exception as err:
             raise CoatnetEdgeError(f"ONNX Runtime cannot load it ({str(err).splitlines()[0][:200]})", path=path,
                                    fix="re-export the model; check it with `python -m onnx.checker`") from None
         self.input_name = self.session.get_inputs()[0].name

@@ -33,7 +33,7 @@ class OpenVinoRunner:
             config["INFERENCE_NUM_THREADS"] = str(threads)
         try:
             self.compiled = core.compile_model(core.read_model(str(path)), device, config)
-        except Exception as err:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses with long text
+        except Exception as err:
             raise CoatnetEdgeError(f"OpenVINO cannot compile it for {device} ({str(err).splitlines()[0][:200]})",
                                    path=path, fix=f"check the file and that device {device} is available "
                                                   f"(available: {', '.join(core.available_devices)})") from None

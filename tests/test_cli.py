@@ -1,0 +1,82 @@
+"""The console entry point as a user runs it: help that teaches, one-line errors, real results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from coatnet_edge.models.checkpoint import save_checkpoint
+from coatnet_edge.models.registry import create_model
+from tests.conftest import assert_one_line_error, run_cli
+
+
+def test_help_lists_verbs() -> None:
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for verb in ("run", "models", "data", "info"):
+        assert verb in proc.stdout
+
+
+def test_models_lists_variants_with_counts() -> None:
+    proc = run_cli("models", "--image-size", "64", "--num-classes", "12")
+    assert proc.returncode == 0, proc.stderr
+    assert "coatnet_0" in proc.stdout and "coatnet_pico" in proc.stdout and "FlopCounterMode" in proc.stdout
+
+
+def test_models_refuses_bad_size() -> None:
+    assert_one_line_error(run_cli("models", "--image-size", "100"), "input size 100", "fix:")
+
+
+def test_info_of_checkpoint_and_errors(tmp_path: Path) -> None:
+    model = create_model("coatnet_pico", image_size=64, num_classes=3)
+    path = save_checkpoint(model, tmp_path / "m.safetensors", class_names=["a", "b", "c"])
+    proc = run_cli("info", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "coatnet_pico, 3 classes, input 64x64" in proc.stdout and "classes: a, b, c" in proc.stdout
+
+    path.write_bytes(path.read_bytes()[:100])
+    assert_one_line_error(run_cli("info", str(path)), str(path), "fix:")
+    pth = tmp_path / "m.pth"
+    torch.save({"w": torch.zeros(1), "cfg": {1, 2}}, pth)  # a set: not allowed by weights_only
+    assert_one_line_error(run_cli("info", str(pth), "--config", str(tmp_path / "none.json")), "none.json")
+
+
+def test_debug_flag_shows_traceback(tmp_path: Path) -> None:
+    proc = run_cli("--debug", "info", str(tmp_path / "missing.safetensors"))
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_data_synth_and_scan(tmp_path: Path) -> None:
+    out = tmp_path / "synth"
+    proc = run_cli("data", "synth", "--out", str(out), "--train-per-class", "3", "--val-per-class", "2")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads((out / "dataset.json").read_text())
+    assert len(info["classes"]) >= 10
+    (out / "val" / info["classes"][0] / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    proc = run_cli("data", "scan", str(out / "val"))
+    assert proc.returncode == 0, proc.stderr
+    assert "1 skipped" in proc.stdout and "broken.png" in proc.stdout
+
+
+def test_scan_errors(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("data", "scan", str(tmp_path / "nowhere")), "nowhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line_error(run_cli("data", "scan", str(empty)), "empty")
+
+
+@pytest.mark.slow
+def test_run_prints_agreement_table(tmp_path: Path) -> None:
+    proc = run_cli("run", "--out", str(tmp_path / "run"), "--eval-images", "48")
+    assert proc.returncode == 0, proc.stderr
+    for backend in ("pytorch", "onnxruntime", "openvino"):
+        assert backend in proc.stdout
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    rows = {r["backend"]: r for r in record["rows"]}
+    assert rows["onnxruntime"]["max_abs"] <= 1e-4 and rows["openvino"]["max_abs"] <= 1e-4
+    assert rows["onnxruntime"]["top1_agreement"] == 1.0
+    manifest = json.loads((tmp_path / "run" / "onnx" / "coatnet_pico.onnx.manifest.json").read_text())
+    assert manifest["sha256"] and manifest["preprocess"]["image_size"] == 64 and "onnxruntime" in manifest["versions"]

@@ -1,0 +1,32 @@
+"""Package hygiene: a light import, and ruff-clean sources."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+HEAVY = ("openvino", "nncf", "tensorrt", "onnxruntime", "torch", "timm", "torch_tensorrt")
+
+
+def test_import_pulls_in_no_heavy_backend() -> None:
+    code = ("import sys, coatnet_edge; coatnet_edge.__version__; "
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
+
+
+def test_public_api_resolves() -> None:
+    import coatnet_edge
+
+    for name in coatnet_edge.__all__:
+        assert getattr(coatnet_edge, name) is not None
+
+
+def test_ruff_clean() -> None:
+    ruff = shutil.which("ruff") or str(REPO / ".venv" / "bin" / "ruff")
+    proc = subprocess.run([ruff, "check", "coatnet_edge", "tests", "benchmarks"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
