@@ -61,6 +61,87 @@ def run(out_dir: Path, variant: str, seed: int, eval_images: int, threads: int |
         click.echo(f"{name}: {path}")
 
 
+def _training_options(func):
+    """Options shared by `train` and `distill` (the fields of TrainConfig)."""
+    options = [
+        click.option("--data", "data", type=click.Path(path_type=Path), required=True,
+                     help="Image folder; a root holding train/ (and val/) is split for you."),
+        click.option("--val", type=click.Path(path_type=Path), default=None, help="Labeled validation folder."),
+        click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
+                     help="Run folder: last/best .safetensors, last.state.json."),
+        click.option("--epochs", default=10, show_default=True),
+        click.option("--batch-size", default=64, show_default=True, help="Per process."),
+        click.option("--lr", default=2e-3, show_default=True, help="Peak AdamW learning rate."),
+        click.option("--weight-decay", default=0.05, show_default=True),
+        click.option("--warmup-epochs", default=1.0, show_default=True),
+        click.option("--label-smoothing", default=0.1, show_default=True),
+        click.option("--image-size", type=int, default=None,
+                     help="Input size (default: 64 on the built-in data, else 224 or the checkpoint's)."),
+        click.option("--seed", default=0, show_default=True),
+        click.option("--workers", default=2, show_default=True, help="DataLoader worker processes."),
+        click.option("--max-steps-per-epoch", type=int, default=None, help="Cap steps per epoch (smoke runs)."),
+        click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
+        click.option("--amp", is_flag=True, help="bfloat16 autocast."),
+        click.option("--resume", type=click.Path(path_type=Path), default=None,
+                     help="Continue the run in this folder (its last.state.json)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _train_config(**kw):
+    from coatnet_edge.distill import TrainConfig
+
+    keys = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing", "seed", "workers",
+            "max_steps_per_epoch", "device", "amp")
+    return TrainConfig(**{k: kw[k] for k in keys}, **{k: kw[k] for k in ("kd_alpha", "kd_temperature") if k in kw})
+
+
+@cli.command()
+@_training_options
+@click.option("--variant", default="coatnet_pico", show_default=True,
+              help="Variant to train from scratch, or a .safetensors checkpoint to fine-tune.")
+def train(data: Path, val: Path | None, out_dir: Path, variant: str, image_size: int | None, resume: Path | None,
+          **kw) -> None:
+    """Train or fine-tune a CoAtNet on a labeled folder (root/<class>/<image>).
+
+    AdamW, warm-up + cosine, label smoothing, random-resized-crop + flip, a checkpoint every
+    epoch. Runs unchanged under torchrun (DDP): torchrun --nproc-per-node 2 -m coatnet_edge train ...
+    """
+    from coatnet_edge.distill import train as run_train
+
+    result = run_train(data, out=out_dir, model=variant, val=val, image_size=image_size, resume=resume,
+                       config=_train_config(**kw), log=click.echo)
+    if result.history:
+        click.echo(f"checkpoints: {result.checkpoint} (last), {result.best_checkpoint} (best)")
+
+
+@cli.command()
+@_training_options
+@click.option("--teacher", type=click.Path(path_type=Path), required=True, help="Teacher checkpoint.")
+@click.option("--student", default="coatnet_pico", show_default=True, help="Student variant or checkpoint.")
+@click.option("--alpha", "kd_alpha", default=0.7, show_default=True,
+              help="Weight of the KD term with labels (1.0 = pure KD). Unlabeled folders always use pure KD.")
+@click.option("--temperature", "kd_temperature", default=4.0, show_default=True)
+@click.option("--labeled/--unlabeled", default=None, help="Folder layout (default: detect).")
+def distill(data: Path, val: Path | None, out_dir: Path, teacher: Path, student: str, labeled: bool | None,
+            image_size: int | None, resume: Path | None, **kw) -> None:
+    """Distill a teacher checkpoint into a smaller student.
+
+    On labeled folders: alpha * KL(teacher_T || student_T) * T^2 + (1 - alpha) * cross-entropy.
+    On unlabeled folders (flat or nested raw images): pure KD, no labels needed.
+    Reports teacher and student top-1 on the validation folder, and both models' size.
+    """
+    from coatnet_edge.distill import distill as run_distill
+    from coatnet_edge.distill import report_pair
+
+    result = run_distill(data, teacher=teacher, out=out_dir, student=student, val=val, labeled=labeled,
+                         image_size=image_size, resume=resume, config=_train_config(**kw), log=click.echo)
+    rows = report_pair(teacher, result.best_checkpoint, result.val_dir)
+    _print_table("teacher vs student", ["model", "variant", "params (M)", "GMACs", "val top-1"], rows)
+
+
 @cli.command()
 @click.option("--image-size", default=224, show_default=True, help="Input size (a multiple of 32).")
 @click.option("--num-classes", default=1000, show_default=True)

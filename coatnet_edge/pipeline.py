@@ -14,13 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from coatnet_edge.data.preprocess import PreprocessConfig, preprocess_batch
+from coatnet_edge.data.defaults import builtin_preprocess
+from coatnet_edge.data.preprocess import preprocess_batch
 from coatnet_edge.manifest import ensure_output_dir, sha256_file, write_json_atomic, write_manifest
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.progress import progress_bar
-
-BUILTIN_IMAGE_SIZE = 64
-BUILTIN_CROP_PCT = 0.875
 
 
 @dataclass
@@ -29,10 +27,6 @@ class RunResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
-
-
-def builtin_preprocess() -> PreprocessConfig:
-    return PreprocessConfig(image_size=BUILTIN_IMAGE_SIZE, crop_pct=BUILTIN_CROP_PCT)
 
 
 def run(out_dir: str | Path = "runs/default", *, variant: str = "coatnet_pico", seed: int = 0,

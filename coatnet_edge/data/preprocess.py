@@ -217,7 +217,11 @@ def preprocess_image(img: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
     new_w, new_h = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
     if (new_w, new_h) != (w, h):
         img = img.resize((new_w, new_h), RESAMPLE[cfg.interpolation])
-    img = _center_crop(img, cfg.image_size)
+    return normalize(_center_crop(img, cfg.image_size), cfg)
+
+
+def normalize(img: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
+    """8-bit RGB image -> float32 CHW ``(x / 255 - mean) / std`` (shared by eval and training transforms)."""
     arr = np.asarray(img, dtype=np.uint8).astype(np.float32) / np.float32(255.0)
     arr = (arr - np.asarray(cfg.mean, dtype=np.float32)) / np.asarray(cfg.std, dtype=np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
