@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--skip-teacher", action="store_true", help="reuse OUT/teacher")
     args = parser.parse_args()
 
-    data = write_dataset(args.out / "data", SynthConfig(seed=0))
+    data = write_dataset(args.out / "data", SynthConfig(seed=0), workers=2)
     data_hash = load_dataset_info(data)["sha256"]
     timings = {}
     if not args.skip_teacher:

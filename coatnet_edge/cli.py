@@ -6,6 +6,7 @@ with exit code 2 (``--debug`` shows the traceback instead).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -177,7 +178,8 @@ def data() -> None:
 def data_synth(out_dir: Path, seed: int, image_size: int, train_per_class: int, val_per_class: int) -> None:
     """Generate the built-in labeled dataset (OUT/train/<class>/*.png, OUT/val/...).
 
-    Deterministic: the same options give byte-identical files on every machine.
+    Deterministic: the same options give the same pixels on every machine (dataset.json records
+    a hash of the pixels and one of the PNG bytes, which also depend on Pillow's zlib).
     """
     from coatnet_edge.data.synth import SynthConfig, load_dataset_info, write_dataset
     from coatnet_edge.progress import progress_bar
@@ -185,7 +187,7 @@ def data_synth(out_dir: Path, seed: int, image_size: int, train_per_class: int, 
     cfg = SynthConfig(seed=seed, image_size=image_size, train_per_class=train_per_class,
                       val_per_class=val_per_class)
     with progress_bar("generating") as bar:
-        out = write_dataset(out_dir, cfg, progress=bar)
+        out = write_dataset(out_dir, cfg, progress=bar, workers=min(4, os.cpu_count() or 1))
     info = load_dataset_info(out)
     counts = {split: sum(per_class.values()) for split, per_class in info["counts"].items()}
     click.echo(f"{out}: {len(info['classes'])} classes, "

@@ -7,6 +7,7 @@ and OpenVINO, each compared with PyTorch on the same validation images. Later st
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ def run(out_dir: str | Path = "runs/default", *, variant: str = "coatnet_pico", 
     clock = _StageClock(result.stage_seconds)
 
     with clock("data"), progress_bar("built-in dataset") as bar:
-        data_dir = write_dataset(out / "data", progress=bar)
+        data_dir = write_dataset(out / "data", progress=bar, workers=min(4, os.cpu_count() or 1))
     val = scan_labeled_folder(data_dir / "val", verify=False)
     step = max(1, len(val) // eval_images)
     samples = val.samples[::step][:eval_images]

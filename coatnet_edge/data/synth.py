@@ -1,6 +1,7 @@
 """The built-in dataset: seeded, procedurally drawn shapes written as a labeled image folder.
 
-Why procedural: no downloads, byte-identical output on every machine, and hard enough that
+Why procedural: no downloads, identical pixels on every machine (identical PNG bytes with the same
+Pillow build; ``pixels_sha256`` in dataset.json is the portable check), and hard enough that
 distillation and INT8 quantization show up in top-1. The label is the SHAPE of the main (largest)
 object; colour, background, position, scale, rotation, clutter, noise and blur are nuisances, and
 the classes come in confusable groups (circle/ellipse/ring/crescent, triangle/arrow,
@@ -32,7 +33,7 @@ from coatnet_edge.manifest import atomic_path
 
 DATASET_NAME = "coatnet-edge-synth"
 FORMAT_VERSION = 1
-GENERATOR_VERSION = "1"  # bump whenever a pixel can change for the same config
+GENERATOR_VERSION = "2"  # bump whenever a pixel can change for the same config
 INFO_FILE = "dataset.json"
 SPLITS = ("train", "val")
 CLASSES = ("circle", "ellipse", "ring", "crescent", "triangle", "arrow",
@@ -181,7 +182,7 @@ def _mix(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def _pattern(rng: np.random.Generator, size: int, box: tuple[int, int, int, int]) -> np.ndarray:
-    """A random field in [0, 1] over ``box`` (x0, y0, x1, y1): gradient, smooth noise, stripes, checks, dots."""
+    """A random field in [0, 1] over ``box`` (x0, y0, x1, y1): gradient, noise, stripes, checks, dots."""
     x0, y0, x1, y1 = box
     xx, yy = _grid(size)
     xx, yy = xx[y0:y1, x0:x1], yy[y0:y1, x0:x1]
@@ -222,7 +223,8 @@ def _object_colour(rng: np.random.Generator, palette: np.ndarray) -> np.ndarray:
     return 1.0 - palette.mean(axis=0)  # rare: fall back to the complement
 
 
-def _fill(rng: np.random.Generator, colour: np.ndarray, size: int, box: tuple[int, int, int, int]) -> np.ndarray:
+def _fill(rng: np.random.Generator, colour: np.ndarray, size: int, box: tuple[int, int, int, int],
+          ) -> np.ndarray:
     if rng.random() < 0.6:
         return colour
     shade = np.clip(colour * rng.uniform(0.5, 1.5) + rng.uniform(-0.15, 0.15, 3), 0, 1)
@@ -295,7 +297,7 @@ def image_rng(seed: int, split: str, class_index: int, index: int) -> np.random.
     return np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split), class_index, index]))
 
 
-def _render(job: tuple[str, int, str, int, int, int]) -> tuple[str, str]:
+def _render(job: tuple[str, int, str, int, int, int]) -> tuple[str, str, str]:
     """Write one PNG under ``root``; top-level so spawn-based worker processes can run it."""
     root, seed, split, class_index, index, size = job
     img = generate_image(class_index, image_rng(seed, split, class_index, index), size)
@@ -305,7 +307,7 @@ def _render(job: tuple[str, int, str, int, int, int]) -> tuple[str, str]:
     name = CLASSES[class_index]
     rel = f"{split}/{name}/{name}_{index:05d}.png"
     (Path(root) / rel).write_bytes(data)
-    return rel, hashlib.sha256(data).hexdigest()
+    return rel, hashlib.sha256(data).hexdigest(), hashlib.sha256(img.tobytes()).hexdigest()
 
 
 # ---- dataset on disk ------------------------------------------------------------------------------
@@ -351,7 +353,8 @@ def _reuse(out: Path, cfg: SynthConfig) -> bool:
     try:
         info = load_dataset_info(out)
     except CoatnetEdgeError:
-        raise CoatnetEdgeError(f"output directory holds an unreadable {INFO_FILE}", path=out, fix=fix) from None
+        raise CoatnetEdgeError(f"output directory holds an unreadable {INFO_FILE}", path=out,
+                               fix=fix) from None
     if info["config"] != _config_record(cfg):
         raise CoatnetEdgeError(f"output directory holds a different dataset ({info['config']})",
                                path=out, fix=fix)
@@ -362,7 +365,7 @@ def _reuse(out: Path, cfg: SynthConfig) -> bool:
     return True
 
 
-def _results(jobs: list[tuple], workers: int) -> Iterator[tuple[str, str]]:
+def _results(jobs: list[tuple], workers: int) -> Iterator[tuple[str, str, str]]:
     if workers == 1:
         yield from map(_render, jobs)
         return
@@ -383,7 +386,8 @@ def write_dataset(out_dir: str | Path, cfg: SynthConfig | None = None, *,
         raise CoatnetEdgeError(f"cfg must be a SynthConfig, got {type(cfg).__name__}",
                                fix="pass SynthConfig(...)")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise CoatnetEdgeError(f"workers must be a positive integer, got {workers!r}", fix="pass workers=1 or more")
+        raise CoatnetEdgeError(f"workers must be a positive integer, got {workers!r}",
+                               fix="pass workers=1 or more")
     out = Path(out_dir)
     if _reuse(out, cfg):
         return out
@@ -393,10 +397,12 @@ def write_dataset(out_dir: str | Path, cfg: SynthConfig | None = None, *,
         for split in SPLITS:
             for k, name in enumerate(cfg.classes):
                 (tmp / split / name).mkdir(parents=True)
-                jobs += [(str(tmp), cfg.seed, split, k, i, cfg.image_size) for i in range(cfg.per_class(split))]
+                jobs += [(str(tmp), cfg.seed, split, k, i, cfg.image_size)
+                         for i in range(cfg.per_class(split))]
         files: dict[str, str] = {}
-        for rel, digest in _results(jobs, workers):
-            files[rel] = digest
+        pixels: dict[str, str] = {}
+        for rel, file_sha, pixel_sha in _results(jobs, workers):
+            files[rel], pixels[rel] = file_sha, pixel_sha
             if progress is not None:
                 progress(len(files), len(jobs))
         info = {
@@ -411,6 +417,8 @@ def write_dataset(out_dir: str | Path, cfg: SynthConfig | None = None, *,
             "config": _config_record(cfg),
             "sha256": tree_sha256(files),
             "sha256_method": "sha256 over sorted '<relative path>\\t<file sha256>\\n' lines",
+            # PNG bytes depend on the zlib inside Pillow; decoded pixels do not
+            "pixels_sha256": tree_sha256(pixels),
         }
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return out
