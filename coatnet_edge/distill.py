@@ -26,12 +26,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from coatnet_edge.data.augment import AugmentConfig
 from coatnet_edge.data.defaults import builtin_preprocess, is_builtin_dataset
 from coatnet_edge.data.folders import ImageFolder, format_skipped, scan_folder
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.data.torch_data import NO_LABEL, FolderDataset
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.manifest import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
+from coatnet_edge.models.builtin import is_builtin
 from coatnet_edge.models.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
 from coatnet_edge.models.coatnet import CoAtNet
 from coatnet_edge.models.registry import create_model
@@ -51,6 +53,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
+    min_crop_scale: float = 0.25  # random-resized-crop area range [min, 1]
     kd_alpha: float = 0.7  # weight of the KD term when labels exist (1.0 = pure KD)
     kd_temperature: float = 4.0
     seed: int = 0
@@ -62,7 +65,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = [(self.epochs >= 1, "epochs must be >= 1"), (self.batch_size >= 1, "batch size must be >= 1"),
                   (self.lr > 0, "learning rate must be > 0"), (0.0 <= self.kd_alpha <= 1.0, "kd_alpha is in [0, 1]"),
-                  (self.kd_temperature > 0, "temperature must be > 0"), (self.workers >= 0, "workers >= 0")]
+                  (self.kd_temperature > 0, "temperature must be > 0"), (self.workers >= 0, "workers >= 0"),
+                  (0.0 < self.min_crop_scale <= 1.0, "min crop scale is in (0, 1]")]
         for ok, message in checks:
             if not ok:
                 raise CoatnetEdgeError(message, fix="check the training options")
@@ -183,7 +187,7 @@ def _build_student(source: str | Path | CoAtNet, num_classes: int, image_size: i
                                    fix="build the model with num_classes matching the data")
         return source, PreprocessConfig(image_size=source.cfg.image_size)
     path = Path(str(source))
-    if path.suffix in (".safetensors", ".pt", ".pth"):
+    if path.suffix in (".safetensors", ".pt", ".pth") or is_builtin(source):
         model, info = load_checkpoint(path)
         if model.cfg.num_classes != num_classes:  # fine-tune on new classes: keep the body, fresh head
             state = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
@@ -200,7 +204,7 @@ def _load_teacher(teacher: str | Path | nn.Module) -> tuple[nn.Module, Checkpoin
     if isinstance(teacher, nn.Module):
         return teacher.eval(), None
     path = Path(teacher)
-    if not path.exists():
+    if not is_builtin(teacher) and not path.exists():
         raise CoatnetEdgeError("teacher checkpoint not found", path=path,
                                fix="pass --teacher PATH.safetensors (e.g. from `coatnet-edge train`)")
     model, info = load_checkpoint(path)
@@ -299,7 +303,8 @@ def _fit(model: CoAtNet, pre: PreprocessConfig, train_set: ImageFolder, val_set:
     model.to(dist.device, memory_format=torch.channels_last)  # ~1.5x faster convs on CPU (oneDNN)
     if teacher:
         teacher[0].to(dist.device).eval()
-    dataset = FolderDataset(train_set, pre, train=True, seed=cfg.seed)
+    dataset = FolderDataset(train_set, pre, train=True, seed=cfg.seed,
+                            augment=AugmentConfig(scale=(cfg.min_crop_scale, 1.0)))
     sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=True,
                                  seed=cfg.seed, drop_last=True)
     steps_per_epoch = len(sampler) // cfg.batch_size
