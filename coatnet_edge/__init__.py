@@ -14,6 +14,9 @@ __version__ = "0.1.0"
 _API = {
     # verb / object          -> module that defines it
     "run": "coatnet_edge.pipeline",
+    "train": "coatnet_edge.training",
+    "distill": "coatnet_edge.training",
+    "TrainConfig": "coatnet_edge.training",
     "create_model": "coatnet_edge.models.registry",
     "list_variants": "coatnet_edge.models.registry",
     "get_variant": "coatnet_edge.models.registry",

@@ -25,6 +25,16 @@ def test_public_api_resolves() -> None:
         assert getattr(coatnet_edge, name) is not None
 
 
+def test_api_verbs_stay_functions_after_their_modules_load() -> None:
+    """A submodule named like a verb would replace the verb on the package once imported."""
+    import coatnet_edge
+    import coatnet_edge.pipeline
+    import coatnet_edge.training
+
+    for verb in ("run", "train", "distill", "create_model", "export_onnx", "load_runner"):
+        assert callable(getattr(coatnet_edge, verb)) and not isinstance(getattr(coatnet_edge, verb), type(sys)), verb
+
+
 def test_ruff_clean() -> None:
     ruff = shutil.which("ruff") or str(REPO / ".venv" / "bin" / "ruff")
     proc = subprocess.run([ruff, "check", "coatnet_edge", "tests", "benchmarks"], cwd=REPO,

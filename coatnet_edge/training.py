@@ -1,4 +1,4 @@
-"""Training and knowledge distillation: one loop, plain PyTorch, runs unchanged under ``torchrun``.
+"""Training and knowledge distillation (`coatnet_edge.train` / `coatnet_edge.distill`): one loop, plain PyTorch,
 
 ``train`` fits a CoAtNet on a labeled folder (cross-entropy with label smoothing). ``distill``
 fits a student to a frozen teacher's temperature-softened logits (KL x T^2), mixed with
