@@ -38,23 +38,23 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command()
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("runs/default"), show_default=True,
               help="Output folder: data/, model/, onnx/ and run.json land here.")
-@click.option("--variant", default="coatnet_pico", show_default=True, help="CoAtNet variant (see `models`).")
-@click.option("--seed", default=0, show_default=True, help="Seed for model initialisation.")
+@click.option("--model", default="builtin:student", show_default=True,
+              help="Checkpoint to take through the pipeline (builtin:teacher, builtin:student or a path).")
 @click.option("--eval-images", default=240, show_default=True, help="Validation images compared per backend.")
 @click.option("--threads", type=int, default=None, help="Runtime threads (default: the runtime's own choice).")
-def run(out_dir: Path, variant: str, seed: int, eval_images: int, threads: int | None) -> None:
+def run(out_dir: Path, model: str, eval_images: int, threads: int | None) -> None:
     """Run the pipeline on the built-in defaults and print the comparison table.
 
-    Generates the built-in dataset, builds a CoAtNet, exports ONNX, runs it in ONNX Runtime and
-    OpenVINO, and compares every backend's logits with PyTorch's on the same validation images.
+    Generates the built-in dataset, loads the built-in trained CoAtNet, exports ONNX, runs it in
+    ONNX Runtime and OpenVINO, and compares every backend with PyTorch on the same validation images.
     """
     from coatnet_edge.pipeline import run as run_pipeline
 
-    result = run_pipeline(out_dir, variant=variant, seed=seed, eval_images=eval_images, threads=threads)
+    result = run_pipeline(out_dir, model=model, eval_images=eval_images, threads=threads)
     _print_table(
         f"agreement with PyTorch FP32 on {result.rows[0]['images']} built-in validation images",
-        ["backend", "precision", "top-1 agreement", "logit cosine", "SQNR dB", "max |diff|"],
-        [[r["backend"], r["precision"], f"{r['top1_agreement']:.4f}", f"{r['cosine']:.6f}",
+        ["backend", "precision", "top-1", "top-1 agreement", "logit cosine", "SQNR dB", "max |diff|"],
+        [[r["backend"], r["precision"], f"{r['top1']:.4f}", f"{r['top1_agreement']:.4f}", f"{r['cosine']:.6f}",
           f"{r['sqnr_db']:.1f}", f"{r['max_abs']:.2e}"] for r in result.rows],
     )
     click.echo("stage wall time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.stage_seconds.items()))
@@ -76,6 +76,8 @@ def _training_options(func):
         click.option("--weight-decay", default=0.05, show_default=True),
         click.option("--warmup-epochs", default=1.0, show_default=True),
         click.option("--label-smoothing", default=0.1, show_default=True),
+        click.option("--min-crop-scale", default=0.25, show_default=True,
+                     help="Random-resized-crop keeps this much of the image area at least."),
         click.option("--image-size", type=int, default=None,
                      help="Input size (default: 64 on the built-in data, else 224 or the checkpoint's)."),
         click.option("--seed", default=0, show_default=True),
@@ -92,9 +94,10 @@ def _training_options(func):
 
 
 def _train_config(**kw):
-    from coatnet_edge.distill import TrainConfig
+    from coatnet_edge.training import TrainConfig
 
-    keys = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing", "seed", "workers",
+    keys = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing", "min_crop_scale",
+            "seed", "workers",
             "max_steps_per_epoch", "device", "amp")
     return TrainConfig(**{k: kw[k] for k in keys}, **{k: kw[k] for k in ("kd_alpha", "kd_temperature") if k in kw})
 
@@ -110,7 +113,7 @@ def train(data: Path, val: Path | None, out_dir: Path, variant: str, image_size:
     AdamW, warm-up + cosine, label smoothing, random-resized-crop + flip, a checkpoint every
     epoch. Runs unchanged under torchrun (DDP): torchrun --nproc-per-node 2 -m coatnet_edge train ...
     """
-    from coatnet_edge.distill import train as run_train
+    from coatnet_edge.training import train as run_train
 
     result = run_train(data, out=out_dir, model=variant, val=val, image_size=image_size, resume=resume,
                        config=_train_config(**kw), log=click.echo)
@@ -134,8 +137,8 @@ def distill(data: Path, val: Path | None, out_dir: Path, teacher: Path, student:
     On unlabeled folders (flat or nested raw images): pure KD, no labels needed.
     Reports teacher and student top-1 on the validation folder, and both models' size.
     """
-    from coatnet_edge.distill import distill as run_distill
-    from coatnet_edge.distill import report_pair
+    from coatnet_edge.training import distill as run_distill
+    from coatnet_edge.training import report_pair
 
     result = run_distill(data, teacher=teacher, out=out_dir, student=student, val=val, labeled=labeled,
                          image_size=image_size, resume=resume, config=_train_config(**kw), log=click.echo)

@@ -1,8 +1,8 @@
 """``coatnet-edge run``: the end-to-end job on the built-in defaults.
 
-Today it is the foundation slice: built-in data -> CoAtNet -> checkpoint -> ONNX -> ONNX Runtime
-and OpenVINO, each compared with PyTorch on the same validation images. Later stages
-(distillation, INT8, TensorRT, the latency report) plug in here.
+Today it is the foundation slice: built-in data -> the built-in trained CoAtNet (or any
+checkpoint) -> ONNX -> ONNX Runtime and OpenVINO, each compared with PyTorch on the same
+validation images. Later stages (distillation, INT8, TensorRT, the latency report) plug in here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from coatnet_edge.data.defaults import builtin_preprocess
 from coatnet_edge.data.preprocess import preprocess_batch
 from coatnet_edge.manifest import ensure_output_dir, sha256_file, write_json_atomic, write_manifest
 from coatnet_edge.metrics import compare_logits
@@ -30,16 +29,16 @@ class RunResult:
     files: dict[str, str] = field(default_factory=dict)
 
 
-def run(out_dir: str | Path = "runs/default", *, variant: str = "coatnet_pico", seed: int = 0,
+def run(out_dir: str | Path = "runs/default", *, model: str | Path = "builtin:student",
         eval_images: int = 240, threads: int | None = None) -> RunResult:
     """Run the pipeline on built-in data and return per-backend agreement with PyTorch."""
     import torch
 
     from coatnet_edge.data.folders import scan_labeled_folder
-    from coatnet_edge.data.synth import CLASSES, write_dataset
+    from coatnet_edge.data.synth import write_dataset
     from coatnet_edge.export.onnx import export_onnx
-    from coatnet_edge.models.checkpoint import save_checkpoint
-    from coatnet_edge.models.registry import create_model
+    from coatnet_edge.models.builtin import builtin_path, is_builtin
+    from coatnet_edge.models.checkpoint import load_checkpoint
     from coatnet_edge.runtime import load_runner
 
     out = ensure_output_dir(out_dir)
@@ -48,23 +47,21 @@ def run(out_dir: str | Path = "runs/default", *, variant: str = "coatnet_pico", 
 
     with clock("data"), progress_bar("built-in dataset") as bar:
         data_dir = write_dataset(out / "data", progress=bar, workers=min(4, os.cpu_count() or 1))
+    with clock("model"):
+        ckpt = builtin_path(model) if is_builtin(model) else Path(model)
+        net, info = load_checkpoint(ckpt)
     val = scan_labeled_folder(data_dir / "val", verify=False)
     step = max(1, len(val) // eval_images)
     samples = val.samples[::step][:eval_images]
-    pre = builtin_preprocess()
+    pre = info.preprocess
     images = preprocess_batch([s.path for s in samples], pre)
     labels = np.array([s.label for s in samples])
-
-    with clock("model"):
-        torch.manual_seed(seed)
-        model = create_model(variant, num_classes=len(CLASSES), image_size=pre.image_size).eval()
-        ckpt = save_checkpoint(model, out / "model" / f"{variant}.safetensors", preprocess=pre,
-                               class_names=list(CLASSES), extra={"weights": f"random init, torch seed {seed}"})
+    name = ckpt.stem
     with clock("export_onnx"):
-        onnx_path = export_onnx(model, out / "onnx" / f"{variant}.onnx", image_size=pre.image_size)
+        onnx_path = export_onnx(net, out / "onnx" / f"{name}.onnx", image_size=pre.image_size)
 
     with torch.no_grad():
-        reference = model(torch.from_numpy(images)).numpy()
+        reference = net(torch.from_numpy(images)).numpy()
     result.rows.append(_row("pytorch", "fp32", reference, reference, labels))
     for backend in ("onnxruntime", "openvino"):
         with clock(f"run_{backend}"):
@@ -73,7 +70,8 @@ def run(out_dir: str | Path = "runs/default", *, variant: str = "coatnet_pico", 
 
     write_manifest(onnx_path, {
         "kind": "onnx", "precision": "fp32", "source": {"checkpoint": ckpt.name, "sha256": sha256_file(ckpt)},
-        "variant": variant, "preprocess": pre.to_dict(), "input_shape": ["batch", 3, pre.image_size, pre.image_size],
+        "variant": net.cfg.name, "preprocess": pre.to_dict(),
+        "input_shape": ["batch", 3, pre.image_size, pre.image_size],
         "parity": {r["backend"]: {k: r[k] for k in ("top1_agreement", "cosine", "max_abs")} for r in result.rows},
     })
     result.files = {"dataset": str(data_dir), "checkpoint": str(ckpt), "onnx": str(onnx_path)}
