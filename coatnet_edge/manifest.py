@@ -66,6 +66,8 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise CoatnetEdgeError("internal error: nothing was written", path=final)
+        if tmp.is_file():
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make artifacts private
         if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -74,6 +76,12 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path: str | Path, payload: Any) -> Path:

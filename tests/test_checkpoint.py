@@ -124,3 +124,12 @@ def test_save_is_atomic_and_safetensors_only(tmp_path: Path, model: torch.nn.Mod
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(CoatnetEdgeError, match="file not found"):
         load_checkpoint(tmp_path / "nope.safetensors")
+
+
+def test_artifacts_get_normal_permissions(tmp_path: Path, model: torch.nn.Module) -> None:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    path = save_checkpoint(model, tmp_path / "m.safetensors")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -1,0 +1,50 @@
+"""Calibration sets: seeded, stratified, hashed; bad folders fail in one line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from coatnet_edge.calibration.dataset import build_calibration_set
+from coatnet_edge.data.defaults import builtin_preprocess
+from coatnet_edge.errors import CoatnetEdgeError
+
+
+def test_seeded_stratified_and_hashed(tiny_dataset: Path) -> None:
+    pre = builtin_preprocess()
+    a = build_calibration_set(tiny_dataset / "train", pre, size=36, seed=1)
+    b = build_calibration_set(tiny_dataset / "train", pre, size=36, seed=1)
+    c = build_calibration_set(tiny_dataset / "train", pre, size=36, seed=2)
+    assert a.paths == b.paths and a.sha256 == b.sha256 and (a.images == b.images).all()
+    assert a.paths != c.paths and a.sha256 != c.sha256
+    per_class = {}
+    for p in a.paths:
+        per_class[p.parent.name] = per_class.get(p.parent.name, 0) + 1
+    assert len(per_class) == 12 and set(per_class.values()) == {3}
+    assert a.images.shape == (36, 3, 64, 64) and a.describe()["sha256"] == a.sha256
+
+
+def test_unreadable_files_are_skipped_and_listed(tiny_dataset: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for i, p in enumerate(sorted((tiny_dataset / "train").rglob("*.png"))[:12]):
+        shutil.copy(p, folder / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 10)
+    with pytest.warns(UserWarning, match="fewer than the 50 asked for"):
+        calib = build_calibration_set(folder, builtin_preprocess(), size=50)
+    assert len(calib) == 12 and [s.path.name for s in calib.skipped] == ["broken.png"]
+
+
+def test_too_few_images_is_an_error(tmp_path: Path, tiny_dataset: Path) -> None:
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for p in sorted((tiny_dataset / "train").rglob("*.png"))[:3]:
+        shutil.copy(p, folder / p.name)
+    for i in range(20):
+        (folder / f"bad{i}.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(CoatnetEdgeError, match="only 3 usable calibration images"):
+        build_calibration_set(folder, builtin_preprocess(), size=100)
+    with pytest.raises(CoatnetEdgeError, match=r"not found|does not exist"):
+        build_calibration_set(tmp_path / "missing", builtin_preprocess())
