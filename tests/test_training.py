@@ -137,6 +137,8 @@ def test_cli_errors(tiny_dataset: Path, tmp_path: Path, teacher: Path) -> None:
                                   "--out", str(tmp_path / "o")), "teacher checkpoint not found")
     assert_one_line_error(run_cli("train", "--data", str(tiny_dataset), "--variant", "coatnet_femto",
                                   "--out", str(tmp_path / "o")), "unknown CoAtNet variant", "coatnet_pico")
+    assert_one_line_error(run_cli("distill", "--data", str(tiny_dataset), "--teacher", str(teacher), "--student",
+                                  "coatnet_femto", "--out", str(tmp_path / "o")), "unknown CoAtNet variant")
     flat = tmp_path / "flat"
     flat.mkdir()
     shutil.copy(next((tiny_dataset / "train").rglob("*.png")), flat / "a.png")

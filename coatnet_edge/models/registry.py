@@ -32,7 +32,7 @@ register_variant(CoAtNetConfig("coatnet_3", depths=(2, 2, 6, 14, 2), dims=(192, 
 # Edge sizes (ours): same C-C-T-T topology, narrower and shallower.
 register_variant(CoAtNetConfig("coatnet_nano", depths=(2, 2, 2, 3, 2), dims=(32, 48, 96, 192, 384)))
 register_variant(CoAtNetConfig("coatnet_micro", depths=(2, 2, 2, 2, 1), dims=(32, 48, 96, 128, 192)))
-register_variant(CoAtNetConfig("coatnet_pico", depths=(2, 1, 1, 2, 1), dims=(16, 24, 48, 96, 160)))
+register_variant(CoAtNetConfig("coatnet_pico", depths=(2, 1, 2, 2, 1), dims=(24, 32, 64, 96, 160)))
 
 
 def list_variants() -> list[str]:
