@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from coatnet_edge.data.augment import AugmentConfig
 from coatnet_edge.data.defaults import builtin_preprocess, is_builtin_dataset
-from coatnet_edge.data.folders import ImageFolder, format_skipped, scan_folder
+from coatnet_edge.data.folders import ImageFolder, format_skipped, looks_labeled, scan_folder
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.data.torch_data import NO_LABEL, FolderDataset
 from coatnet_edge.errors import CoatnetEdgeError
@@ -158,8 +158,11 @@ def resolve_splits(data: str | Path, val: str | Path | None) -> tuple[Path, Path
 
 
 def _scan(path: Path, *, labeled: bool | None, purpose: str) -> ImageFolder:
-    folder = scan_folder(path, labeled=labeled, verify=True)
-    if labeled and not folder.labeled:
+    if labeled and path.is_dir() and not looks_labeled(path):
+        folder = None
+    else:
+        folder = scan_folder(path, labeled=labeled, verify=True)
+    if labeled and (folder is None or not folder.labeled):
         raise CoatnetEdgeError(f"{purpose} needs labels: expected class subfolders root/<class>/<image>",
                                path=path, fix="arrange images by class, or use `distill` (pure KD needs no labels)")
     for line in format_skipped(folder.skipped):
