@@ -1,0 +1,148 @@
+"""Post-training INT8 quantization of the FP32 ONNX graph with NNCF's ONNX backend.
+
+Why the ONNX graph and not the torch model: NNCF 3.4's torch backend only supports fast bias
+correction, and that step fails on CoAtNet (IndexError in FastBiasCorrection._get_bias_shift,
+reproduced with and without the frozen relative-position bias). The ONNX backend quantizes the
+same graph every backend consumes and writes only standard QuantizeLinear/DequantizeLinear
+(int8, zero point 0 under the TensorRT preset, per-channel weights), so one quantized model feeds
+ONNX Runtime, OpenVINO and TensorRT.
+
+CoAtNet is half CNN, half transformer. ``scheme="hybrid"`` quantizes the conv stages S0-S2 like a
+CNN (everything NNCF can fuse, residual adds included) and, in the attention stages S3-S4, keeps in
+float what INT8 breaks in transformers: LayerNorm, Softmax, the residual and bias adds and the
+scale multiplies; the attention and MLP MatMuls still get INT8 inputs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coatnet_edge.calibration.dataset import CalibrationSet
+from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
+
+PRESETS = ("tensorrt", "openvino")
+SCHEMES = ("hybrid", "cnn", "transformer")
+ATTENTION_STAGES = re.compile(r"^/stages/stages\.[34]/")
+_FLOAT_IN_ATTENTION = ("Add", "Mul", "Div", "LayerNormalization", "Softmax", "Erf")
+_WEIGHTED = ("Conv", "MatMul", "Gemm")
+
+
+@dataclass(frozen=True)
+class PtqSettings:
+    preset: str = "tensorrt"  # tensorrt: symmetric INT8 everywhere; openvino: asymmetric activations
+    scheme: str = "hybrid"
+    smooth_quant: bool = False
+    fast_bias_correction: bool = True
+    ignored_patterns: tuple[str, ...] = ()  # regexes over ONNX node names, kept in float
+    input_name: str = "images"
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise CoatnetEdgeError(f"unknown preset '{self.preset}'", fix=f"use one of: {', '.join(PRESETS)}")
+        if self.scheme not in SCHEMES:
+            raise CoatnetEdgeError(f"unknown scheme '{self.scheme}'", fix=f"use one of: {', '.join(SCHEMES)}")
+        object.__setattr__(self, "ignored_patterns", tuple(self.ignored_patterns))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PtqResult:
+    model: Any  # onnx.ModelProto with Q/DQ
+    settings: PtqSettings
+    ignored: list[str] = field(default_factory=list)
+    float_layers: list[str] = field(default_factory=list)
+
+
+def attention_float_nodes(model: Any) -> list[str]:
+    """Node names the hybrid scheme keeps in float inside S3-S4."""
+    return [n.name for n in model.graph.node if ATTENTION_STAGES.match(n.name) and n.op_type in _FLOAT_IN_ATTENTION]
+
+
+def float_weighted_layers(model: Any) -> list[str]:
+    """Conv/MatMul/Gemm nodes none of whose inputs come from a DequantizeLinear: they run in float."""
+    produced_by = {out: n for n in model.graph.node for out in n.output}
+    result = []
+    for node in model.graph.node:
+        if node.op_type not in _WEIGHTED:
+            continue
+        producers = [produced_by.get(name) for name in node.input]
+        if not any(p is not None and p.op_type == "DequantizeLinear" for p in producers):
+            result.append(node.name)
+    return result
+
+
+def quantize_onnx(fp32_model: Any | str | Path, calib: CalibrationSet,
+                  settings: PtqSettings | None = None) -> PtqResult:
+    """INT8 Q/DQ version of an FP32 ONNX model, calibrated on ``calib``."""
+    try:
+        import nncf
+        import onnx
+    except ImportError:
+        raise MissingDependencyError("nncf", hint="pip install nncf onnx") from None
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+    settings = settings or PtqSettings()
+    model = onnx.load(str(fp32_model)) if isinstance(fp32_model, str | Path) else fp32_model
+    ignored = attention_float_nodes(model) if settings.scheme == "hybrid" else []
+    for pattern in settings.ignored_patterns:
+        ignored += [n.name for n in model.graph.node if re.search(pattern, n.name) and n.name not in ignored]
+    smooth = AdvancedSmoothQuantParameters() if settings.smooth_quant else AdvancedSmoothQuantParameters(
+        convolution=-1, matmul=-1)
+    advanced = AdvancedQuantizationParameters(smooth_quant_alphas=smooth)
+    dataset = nncf.Dataset(list(calib.batches(1)), lambda batch: {settings.input_name: batch})
+    quantized = nncf.quantize(
+        model, dataset, subset_size=len(calib),
+        preset=nncf.QuantizationPreset.PERFORMANCE if settings.preset == "tensorrt" else nncf.QuantizationPreset.MIXED,
+        target_device=nncf.TargetDevice.ANY if settings.preset == "tensorrt" else nncf.TargetDevice.CPU,
+        model_type=nncf.ModelType.TRANSFORMER if settings.scheme == "transformer" else None,
+        fast_bias_correction=settings.fast_bias_correction,
+        ignored_scope=nncf.IgnoredScope(names=ignored, validate=False) if ignored else None,
+        advanced_parameters=advanced,
+    )
+    if settings.preset == "tensorrt":
+        to_signed_int8(quantized)
+    return PtqResult(quantized, settings, ignored, float_weighted_layers(quantized))
+
+
+def to_signed_int8(model: Any) -> int:
+    """Rewrite uint8 Q/DQ pairs (zero point 0, e.g. after Sigmoid) as int8 with zero point 0.
+
+    NNCF's symmetric preset still picks unsigned INT8 for non-negative activations, and forcing
+    signedness is refused by its hardware configs; TensorRT's explicit quantization takes signed
+    INT8 only. The range [0, 255 s] becomes [-127 s', 127 s'] with s' = 255 s / 127: one bit of
+    resolution is lost on those tensors, nothing else changes.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    tensors = {t.name: t for t in model.graph.initializer}
+    tensors.update({n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant"})
+    rewritten: set[str] = set()
+    outputs = set()
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or len(node.input) < 3:
+            continue
+        scale_name, zp_name = node.input[1], node.input[2]
+        zero_point = numpy_helper.to_array(tensors[zp_name])
+        if zero_point.dtype != np.uint8:
+            continue
+        outputs.add(node.output[0])
+        if zp_name in rewritten:
+            continue
+        if zero_point.any():
+            raise CoatnetEdgeError(f"{node.name}: asymmetric uint8 quantizer in a TensorRT graph",
+                                   fix="use preset='tensorrt' (symmetric) when quantizing")
+        scale = numpy_helper.to_array(tensors[scale_name]).astype(np.float32) * np.float32(255.0 / 127.0)
+        tensors[scale_name].CopyFrom(numpy_helper.from_array(scale, tensors[scale_name].name))
+        tensors[zp_name].CopyFrom(numpy_helper.from_array(np.zeros_like(zero_point, np.int8), tensors[zp_name].name))
+        rewritten.update((zp_name, scale_name))
+    for info in model.graph.value_info:  # shape inference recorded the old uint8 type
+        if info.name in outputs:
+            info.type.tensor_type.elem_type = onnx.TensorProto.INT8
+    return len(outputs)

@@ -1,0 +1,66 @@
+"""NNCF PTQ on the ONNX graph: only standard Q/DQ, TensorRT-style symmetric INT8, runs in ORT and OpenVINO."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from coatnet_edge.calibration.dataset import build_calibration_set
+from coatnet_edge.calibration.ptq import PtqSettings, attention_float_nodes, quantize_onnx
+from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.export.onnx import export_onnx
+from coatnet_edge.metrics import compare_logits
+from coatnet_edge.models.checkpoint import load_checkpoint
+from coatnet_edge.runtime import load_runner
+
+
+@pytest.fixture(scope="module")
+def quantized(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
+    out = tmp_path_factory.mktemp("ptq")
+    model, info = load_checkpoint("builtin:student")
+    fp32 = export_onnx(model, out / "fp32.onnx", image_size=info.preprocess.image_size)
+    calib = build_calibration_set(tiny_dataset / "train", info.preprocess, size=48, seed=0)
+    result = quantize_onnx(fp32, calib, PtqSettings(preset="tensorrt", scheme="hybrid"))
+    int8 = out / "int8.onnx"
+    onnx.save(result.model, str(int8))
+    return fp32, int8, result
+
+
+def test_only_standard_qdq_with_zero_points_0_and_per_channel_weights(quantized: tuple) -> None:
+    _, int8, result = quantized
+    graph = onnx.load(str(int8)).graph
+    assert {n.domain for n in graph.node} <= {"", "ai.onnx"}
+    assert not any("FakeQuantize" in n.op_type for n in graph.node)
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    values.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"})
+    qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq
+    for node in qdq:
+        zero_point = values[node.input[2]]
+        assert zero_point.dtype == np.int8 and not zero_point.any(), node.name
+    weight_dq = [n for n in qdq if n.op_type == "DequantizeLinear" and values.get(n.input[0]) is not None
+                 and values[n.input[0]].ndim > 1]
+    assert weight_dq and all(values[n.input[1]].size > 1 for n in weight_dq)  # per output channel
+    # hybrid: LayerNorm/Softmax/residual adds of S3-S4 stay float
+    assert result.ignored == attention_float_nodes(onnx.load(str(quantized[0])))
+
+
+def test_int8_agrees_with_fp32_in_both_runtimes(quantized: tuple, tiny_dataset: Path) -> None:
+    fp32, int8, _ = quantized
+    _, info = load_checkpoint("builtin:student")
+    images = build_calibration_set(tiny_dataset / "val", info.preprocess, size=48, seed=1).images
+    for backend in ("onnxruntime", "openvino"):
+        ref = load_runner(fp32, backend=backend).run(images)
+        agreement = compare_logits(ref, load_runner(int8, backend=backend).run(images))
+        assert agreement.top1_agreement >= 0.9 and agreement.cosine > 0.99, (backend, agreement)
+
+
+def test_unknown_preset_and_scheme() -> None:
+    with pytest.raises(CoatnetEdgeError, match="unknown preset 'trt'"):
+        PtqSettings(preset="trt")
+    with pytest.raises(CoatnetEdgeError, match="unknown scheme"):
+        PtqSettings(scheme="mixed")
