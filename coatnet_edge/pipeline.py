@@ -7,8 +7,10 @@ validation images. Later stages (distillation, INT8, TensorRT, the latency repor
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,11 +45,10 @@ def run(out_dir: str | Path = "runs/default", *, model: str | Path = "builtin:st
 
     out = ensure_output_dir(out_dir)
     result = RunResult(out)
-    clock = _StageClock(result.stage_seconds)
 
-    with clock("data"), progress_bar("built-in dataset") as bar:
+    with _stage(result.stage_seconds, "data"), progress_bar("built-in dataset") as bar:
         data_dir = write_dataset(out / "data", progress=bar, workers=min(4, os.cpu_count() or 1))
-    with clock("model"):
+    with _stage(result.stage_seconds, "model"):
         ckpt = builtin_path(model) if is_builtin(model) else Path(model)
         net, info = load_checkpoint(ckpt)
     val = scan_labeled_folder(data_dir / "val", verify=False)
@@ -57,14 +58,14 @@ def run(out_dir: str | Path = "runs/default", *, model: str | Path = "builtin:st
     images = preprocess_batch([s.path for s in samples], pre)
     labels = np.array([s.label for s in samples])
     name = ckpt.stem
-    with clock("export_onnx"):
+    with _stage(result.stage_seconds, "export_onnx"):
         onnx_path = export_onnx(net, out / "onnx" / f"{name}.onnx", image_size=pre.image_size)
 
     with torch.no_grad():
         reference = net(torch.from_numpy(images)).numpy()
     result.rows.append(_row("pytorch", "fp32", reference, reference, labels))
     for backend in ("onnxruntime", "openvino"):
-        with clock(f"run_{backend}"):
+        with _stage(result.stage_seconds, f"run_{backend}"):
             logits = load_runner(onnx_path, backend=backend, threads=threads).run(images)
         result.rows.append(_row(backend, "fp32", reference, logits, labels))
 
@@ -86,19 +87,11 @@ def _row(backend: str, precision: str, reference: np.ndarray, logits: np.ndarray
             "top1": float(np.mean(logits.argmax(1) == labels)), **agreement.to_dict()}
 
 
-class _StageClock:
-    """Wall time per stage, recorded even when the stage fails."""
-
-    def __init__(self, sink: dict[str, float]):
-        self.sink = sink
-
-    def __call__(self, name: str) -> _StageClock:
-        self.name = name
-        return self
-
-    def __enter__(self) -> None:
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.sink[self.name] = round(time.perf_counter() - self.start, 3)
-
+@contextlib.contextmanager
+def _stage(sink: dict[str, float], name: str) -> Iterator[None]:
+    """Wall time of one stage, recorded even when the stage fails."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        sink[name] = round(time.perf_counter() - start, 3)
