@@ -17,6 +17,7 @@ _API = {
     "train": "coatnet_edge.training",
     "distill": "coatnet_edge.training",
     "TrainConfig": "coatnet_edge.training",
+    "quantize": "coatnet_edge.quantization",
     "create_model": "coatnet_edge.models.registry",
     "list_variants": "coatnet_edge.models.registry",
     "get_variant": "coatnet_edge.models.registry",

@@ -147,6 +147,38 @@ def distill(data: Path, val: Path | None, out_dir: Path, teacher: Path, student:
 
 
 @cli.command()
+@click.option("--model", "model", required=True, help="Checkpoint (.safetensors, builtin:student, ...).")
+@click.option("--calib-dir", type=click.Path(path_type=Path), required=True,
+              help="A few hundred representative images (class subfolders or flat).")
+@click.option("--calib-size", default=300, show_default=True, help="Images drawn from --calib-dir.")
+@click.option("--preset", type=click.Choice(["tensorrt", "openvino"]), default="tensorrt", show_default=True,
+              help="tensorrt: symmetric signed INT8, zero points 0, per-channel weights (runs everywhere); "
+                   "openvino: asymmetric activations for OpenVINO's CPU kernels.")
+@click.option("--scheme", type=click.Choice(["hybrid", "cnn", "transformer"]), default="hybrid", show_default=True,
+              help="hybrid: conv stages as a CNN, attention stages keep LayerNorm/Softmax/residuals float.")
+@click.option("--smooth-quant", is_flag=True, help="NNCF SmoothQuant (acts with --scheme transformer).")
+@click.option("--ignore", "ignored_patterns", multiple=True, help="Regex over ONNX node names to keep float.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the calibration sample.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+def quantize(model: str, calib_dir: Path, calib_size: int, preset: str, scheme: str, smooth_quant: bool,
+             ignored_patterns: tuple[str, ...], seed: int, out_dir: Path) -> None:
+    """Post-training INT8 quantization (NNCF) to a Q/DQ ONNX file that ONNX Runtime, OpenVINO and
+    TensorRT all run. Writes OUT/<name>.fp32.onnx, OUT/<name>.int8.onnx and their manifests.
+    """
+    from coatnet_edge.quantization import quantize as run_quantize
+
+    result = run_quantize(model, calib_dir=calib_dir, out=out_dir, preset=preset, scheme=scheme,
+                          calib_size=calib_size, seed=seed, smooth_quant=smooth_quant,
+                          ignored_patterns=ignored_patterns)
+    m = result.manifest
+    check = m["check_vs_fp32"]
+    click.echo(f"{result.int8_onnx}: {m['calibration']['size']} calibration images in "
+               f"{m['calibration']['seconds']:.1f} s; {len(m['float_layers'])} Conv/MatMul left in float")
+    click.echo(f"vs FP32 ({check['method']}): top-1 agreement {check['top1_agreement']:.4f}, "
+               f"cosine {check['cosine']:.5f}, SQNR {check['sqnr_db']:.1f} dB")
+
+
+@cli.command()
 @click.option("--image-size", default=224, show_default=True, help="Input size (a multiple of 32).")
 @click.option("--num-classes", default=1000, show_default=True)
 def models(image_size: int, num_classes: int) -> None:

@@ -64,3 +64,35 @@ def test_unknown_preset_and_scheme() -> None:
         PtqSettings(preset="trt")
     with pytest.raises(CoatnetEdgeError, match="unknown scheme"):
         PtqSettings(scheme="mixed")
+
+
+def test_quantize_cli_writes_int8_onnx_with_manifest(tiny_dataset: Path, tmp_path: Path) -> None:
+    import json
+
+    from tests.conftest import run_cli
+
+    out = tmp_path / "q"
+    proc = run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(tiny_dataset / "train"),
+                   "--calib-size", "24", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "top-1 agreement" in proc.stdout and "INFO:nncf" not in proc.stdout + proc.stderr
+    manifest = json.loads((out / "builtin_student.int8.onnx.manifest.json").read_text())
+    assert manifest["precision"] == "int8" and manifest["calibration"]["size"] == 24
+    assert len(manifest["calibration"]["sha256"]) == 64 and manifest["quantization"]["preset"] == "tensorrt"
+    assert manifest["check_vs_fp32"]["cosine"] > 0.98
+
+
+def test_quantize_bad_calibration_folders(tmp_path: Path) -> None:
+    from tests.conftest import assert_one_line_error, run_cli
+
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for i in range(12):
+        (corrupt / f"{i}.jpg").write_bytes(b"\xff\xd8\xff truncated")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for folder in (tmp_path / "missing", empty, corrupt):
+        out = tmp_path / f"out_{folder.name}"
+        assert_one_line_error(run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(folder),
+                                      "--out", str(out)), str(folder))
+        assert not out.exists()

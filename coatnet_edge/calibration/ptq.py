@@ -15,6 +15,7 @@ scale multiplies; the attention and MLP MatMuls still get INT8 inputs.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -86,6 +87,7 @@ def quantize_onnx(fp32_model: Any | str | Path, calib: CalibrationSet,
         raise MissingDependencyError("nncf", hint="pip install nncf onnx") from None
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
+    nncf.set_log_level(logging.WARNING)  # its per-node INFO lines drown the CLI's output
     settings = settings or PtqSettings()
     model = onnx.load(str(fp32_model)) if isinstance(fp32_model, str | Path) else fp32_model
     ignored = attention_float_nodes(model) if settings.scheme == "hybrid" else []
