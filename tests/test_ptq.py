@@ -96,3 +96,20 @@ def test_quantize_bad_calibration_folders(tmp_path: Path) -> None:
         assert_one_line_error(run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(folder),
                                       "--out", str(out)), str(folder))
         assert not out.exists()
+
+
+def test_same_seed_and_images_give_the_same_scales(quantized: tuple, tiny_dataset: Path) -> None:
+    fp32, int8, _ = quantized
+    _, info = load_checkpoint("builtin:student")
+    calib = build_calibration_set(tiny_dataset / "train", info.preprocess, size=48, seed=0)
+    again = quantize_onnx(fp32, calib, PtqSettings(preset="tensorrt", scheme="hybrid")).model
+
+    def scales(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+        found = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer if "scale" in i.name}
+        found.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node
+                      if n.op_type == "Constant" and "scale" in n.output[0]})
+        return found
+
+    first, second = scales(onnx.load(str(int8))), scales(again)
+    assert first and first.keys() == second.keys()
+    assert all(np.array_equal(first[k], second[k]) for k in first)
