@@ -39,7 +39,7 @@ def run(out_dir: str | Path = "runs/default", *, model: str | Path = "builtin:st
     from coatnet_edge.data.folders import scan_labeled_folder
     from coatnet_edge.data.synth import write_dataset
     from coatnet_edge.export.onnx import export_onnx
-    from coatnet_edge.models.builtin import builtin_path, is_builtin
+    from coatnet_edge.models.builtin import resolve_source
     from coatnet_edge.models.checkpoint import load_checkpoint
     from coatnet_edge.runtime import load_runner
 
@@ -49,7 +49,7 @@ def run(out_dir: str | Path = "runs/default", *, model: str | Path = "builtin:st
     with _stage(result.stage_seconds, "data"), progress_bar("built-in dataset") as bar:
         data_dir = write_dataset(out / "data", progress=bar, workers=min(4, os.cpu_count() or 1))
     with _stage(result.stage_seconds, "model"):
-        ckpt = builtin_path(model) if is_builtin(model) else Path(model)
+        ckpt = resolve_source(model)
         net, info = load_checkpoint(ckpt)
     val = scan_labeled_folder(data_dir / "val", verify=False)
     step = max(1, len(val) // eval_images)

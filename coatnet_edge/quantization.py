@@ -33,14 +33,14 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, prese
     import onnx
 
     from coatnet_edge.export.onnx import export_onnx
-    from coatnet_edge.models.builtin import builtin_path, is_builtin
+    from coatnet_edge.models.builtin import resolve_source
     from coatnet_edge.models.checkpoint import load_checkpoint
     from coatnet_edge.runtime import load_runner
 
     settings = PtqSettings(preset=preset, scheme=scheme, smooth_quant=smooth_quant,
                            ignored_patterns=tuple(ignored_patterns))
     net, info = load_checkpoint(model)
-    source = builtin_path(model) if is_builtin(model) else Path(model)
+    source = resolve_source(model)
     calib = build_calibration_set(calib_dir, info.preprocess, size=calib_size, seed=seed)
     out = ensure_output_dir(out)  # only once the inputs are known good: bad input leaves nothing behind
     name = source.stem

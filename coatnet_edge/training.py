@@ -34,7 +34,13 @@ from coatnet_edge.data.torch_data import NO_LABEL, FolderDataset
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.manifest import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
 from coatnet_edge.models.builtin import is_builtin
-from coatnet_edge.models.checkpoint import CheckpointInfo, load_checkpoint, save_checkpoint
+from coatnet_edge.models.checkpoint import (
+    CheckpointInfo,
+    load_checkpoint,
+    load_state_dict,
+    load_weights,
+    save_checkpoint,
+)
 from coatnet_edge.models.coatnet import CoAtNet
 from coatnet_edge.models.registry import create_model
 from coatnet_edge.progress import progress_bar
@@ -91,7 +97,7 @@ def train(data: str | Path, *, out: str | Path, model: str | Path | CoAtNet = "c
     """Train (or fine-tune from a checkpoint) a CoAtNet on a labeled image folder."""
     cfg = dataclasses.replace(config or TrainConfig(), **options)
     train_dir, val_dir = resolve_splits(data, val)
-    train_set = _scan(train_dir, labeled=True, purpose="training")
+    train_set = _scan(train_dir, labeled=True, purpose="training", log=log)
     student, pre = _build_student(model, len(train_set.classes), image_size, train_dir, cfg.seed)
     val_set = _scan_val(val_dir, train_set.classes)
     return _fit(student, pre, train_set, val_set, cfg, out, resume=resume, teacher=None, log=log)
@@ -105,7 +111,7 @@ def distill(data: str | Path, *, teacher: str | Path | nn.Module, out: str | Pat
     cfg = dataclasses.replace(config or TrainConfig(), **options)
     train_dir, val_dir = resolve_splits(data, val)
     teacher_model, teacher_info = _load_teacher(teacher)
-    train_set = _scan(train_dir, labeled=labeled, purpose="distillation")
+    train_set = _scan(train_dir, labeled=labeled, purpose="distillation", log=log)
     classes = teacher_info.class_names if teacher_info else []
     if train_set.labeled and len(train_set.classes) != teacher_model_classes(teacher_model):
         raise CoatnetEdgeError(f"teacher predicts {teacher_model_classes(teacher_model)} classes but the folder has "
@@ -157,7 +163,7 @@ def resolve_splits(data: str | Path, val: str | Path | None) -> tuple[Path, Path
     return data, Path(val) if val else None
 
 
-def _scan(path: Path, *, labeled: bool | None, purpose: str) -> ImageFolder:
+def _scan(path: Path, *, labeled: bool | None, purpose: str, log: Log = print) -> ImageFolder:
     if labeled and path.is_dir() and not looks_labeled(path):
         folder = None
     else:
@@ -166,7 +172,7 @@ def _scan(path: Path, *, labeled: bool | None, purpose: str) -> ImageFolder:
         raise CoatnetEdgeError(f"{purpose} needs labels: expected class subfolders root/<class>/<image>",
                                path=path, fix="arrange images by class, or use `distill` (pure KD needs no labels)")
     for line in format_skipped(folder.skipped):
-        print(f"warning:{line}")
+        log(f"warning:{line}")
     return folder
 
 
@@ -438,10 +444,7 @@ def _run_identity(task: str, model: CoAtNet, pre: PreprocessConfig, train_set: I
     """What a checkpoint must agree on to be resumed (everything but the epoch count and workers)."""
     teacher_digest = None
     if teacher:
-        digest = hashlib.sha256()
-        for v in teacher[0].state_dict().values():
-            digest.update(v.detach().cpu().contiguous().numpy().tobytes())
-        teacher_digest = digest.hexdigest()
+        teacher_digest = weights_sha256(teacher[0])
     identity = {"task": task, "model": model.cfg.to_dict(), "preprocess": pre.to_dict(),
                 "classes": train_set.classes, "num_images": len(train_set), "seed": cfg.seed,
                 "batch_size": cfg.batch_size, "lr": cfg.lr, "teacher_sha256": teacher_digest}
@@ -499,8 +502,8 @@ def _restore(resume: str | Path, model: CoAtNet, optimizer: torch.optim.Optimize
         if not file.is_file() or sha256_file(file) != state["files"][f"{key}_sha256"]:
             raise CoatnetEdgeError(f"{state['files'][key]} is missing or changed since the state was written",
                                    path=folder, fix="resume from an intact run folder or start a new --out")
-    weights, _ = load_checkpoint(folder / state["files"]["model"])
-    model.load_state_dict(weights.state_dict())
+    model_file = folder / state["files"]["model"]
+    load_weights(model, load_state_dict(model_file), source=model_file)
     tensors = load_file(str(folder / state["files"]["optimizer"]), device=str(device))
     per_param: dict[int, dict[str, Any]] = {}
     for name, value in {**tensors, **state["optimizer_scalars"]}.items():
@@ -513,17 +516,23 @@ def _restore(resume: str | Path, model: CoAtNet, optimizer: torch.optim.Optimize
     return state["epoch"], state["step"], state["best"], state["history"]
 
 
+def weights_sha256(model: nn.Module) -> str:
+    """Hash of every tensor in the state dict: equal hashes mean bit-identical models."""
+    digest = hashlib.sha256()
+    for v in model.state_dict().values():
+        digest.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _finish(model: CoAtNet, dist: _Dist, history: list[dict[str, Any]]) -> dict[str, Any]:
     if dist.world_size > 1:  # BatchNorm running stats last moved on each rank's own batch: take rank 0's
         for buffer in model.buffers():
             torch.distributed.broadcast(buffer, 0)
-    digest = hashlib.sha256()
-    for v in model.state_dict().values():
-        digest.update(v.detach().cpu().contiguous().numpy().tobytes())
-    summary: dict[str, Any] = {"weights_sha256": digest.hexdigest()}
+    digest = weights_sha256(model)
+    summary: dict[str, Any] = {"weights_sha256": digest}
     if dist.world_size > 1:
         digests: list[str | None] = [None] * dist.world_size
-        torch.distributed.all_gather_object(digests, digest.hexdigest())
+        torch.distributed.all_gather_object(digests, digest)
         summary["ddp"] = {"world_size": dist.world_size, "backend": torch.distributed.get_backend(),
                           "weights_sha256_per_rank": digests, "identical": len(set(digests)) == 1}
         torch.distributed.destroy_process_group()

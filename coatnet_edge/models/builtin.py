@@ -35,6 +35,11 @@ def builtin_path(source: str | Path) -> Path:
     return path
 
 
+def resolve_source(source: str | Path) -> Path:
+    """The file behind a checkpoint argument: ``builtin:<role>`` or a plain path."""
+    return builtin_path(source) if is_builtin(source) else Path(source)
+
+
 def builtin_manifest(role: str) -> dict[str, Any]:
     path = builtin_path(PREFIX + role)
     return json.loads(path.with_name(f"builtin_{role}.manifest.json").read_text())

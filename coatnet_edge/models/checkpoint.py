@@ -187,9 +187,9 @@ def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 def _existing(path: str | Path) -> Path:
-    from coatnet_edge.models.builtin import builtin_path, is_builtin
+    from coatnet_edge.models.builtin import resolve_source
 
-    path = builtin_path(path) if is_builtin(path) else Path(path)
+    path = resolve_source(path)
     if not path.is_file():
         raise CoatnetEdgeError("file not found" if not path.exists() else "not a file", path=path,
                                fix="check the path")
