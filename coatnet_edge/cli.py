@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -146,36 +147,95 @@ def distill(data: Path, val: Path | None, out_dir: Path, teacher: Path, student:
     _print_table("teacher vs student", ["model", "variant", "params (M)", "GMACs", "val top-1"], rows)
 
 
+def _quantization_options(func):
+    """Options shared by `quantize` and `export --int8`."""
+    options = [
+        click.option("--calib-dir", type=click.Path(path_type=Path),
+                     help="A few hundred representative images (class subfolders or flat)."),
+        click.option("--calib-size", default=300, show_default=True, help="Images drawn from --calib-dir."),
+        click.option("--method", type=click.Choice(["ptq", "qat"]), default="ptq", show_default=True,
+                     help="ptq: NNCF post-training quantization of the ONNX graph (seconds); qat: NNCF "
+                          "quantization-aware fine-tuning with distillation from the FP32 model (minutes)."),
+        click.option("--preset", type=click.Choice(["tensorrt", "openvino"]), default="tensorrt", show_default=True,
+                     help="tensorrt: symmetric signed INT8, zero points 0, per-channel weights (runs everywhere); "
+                          "openvino: asymmetric activations for OpenVINO's CPU kernels."),
+        click.option("--scheme", type=click.Choice(["hybrid", "cnn", "transformer"]), default="hybrid",
+                     show_default=True,
+                     help="hybrid: conv stages as a CNN, attention stages keep LayerNorm/Softmax/residuals float."),
+        click.option("--smooth-quant", is_flag=True, help="NNCF SmoothQuant (acts with --scheme transformer)."),
+        click.option("--ignore", "ignored_patterns", multiple=True, help="Regex over ONNX node names to keep float."),
+        click.option("--max-drop", type=float, default=None,
+                     help="Accuracy budget in top-1 points (labeled --eval-dir) or disagreement points with FP32 "
+                          "(unlabeled): the most sensitive layers return to float until it holds."),
+        click.option("--eval-dir", type=click.Path(path_type=Path), default=None,
+                     help="Images to measure the budget and the final drop on (not the calibration images)."),
+        click.option("--eval-size", default=500, show_default=True, help="Images drawn from --eval-dir."),
+        click.option("--max-float-layers", default=16, show_default=True,
+                     help="At most this many layers return to float for --max-drop."),
+        click.option("--sensitivity", is_flag=True,
+                     help="Write the per-layer sensitivity ranking (CSV + bar plot) even without --max-drop."),
+        click.option("--train-dir", type=click.Path(path_type=Path), default=None,
+                     help="QAT training images, labeled or not (default: --calib-dir)."),
+        click.option("--qat-epochs", default=3, show_default=True, help="QAT fine-tuning epochs."),
+        click.option("--qat-lr", default=1e-4, show_default=True, help="QAT learning rate (AdamW)."),
+        click.option("--seed", default=0, show_default=True, help="Seed of the calibration/evaluation samples."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _quantize_kwargs(kw: dict) -> dict:
+    """CLI option values -> keyword arguments of `coatnet_edge.quantize`."""
+    from coatnet_edge.calibration.qat import QatConfig
+
+    kw = dict(kw)
+    epochs, lr = kw.pop("qat_epochs"), kw.pop("qat_lr")
+    kw["qat_config"] = QatConfig(epochs=epochs, lr=lr, seed=kw["seed"])
+    return kw
+
+
+def _echo_quantized(result) -> None:
+    m = result.manifest
+    check = m["check_vs_fp32"]
+    click.echo(f"{result.int8_onnx}: {m['quantization']['method'].upper()}, {m['calibration']['size']} calibration "
+               f"images, {m['calibration']['seconds']:.1f} s; {len(m['float_layers'])} Conv/MatMul left in float")
+    click.echo(f"vs FP32 ({check['method']}): top-1 agreement {check['top1_agreement']:.4f}, "
+               f"cosine {check['cosine']:.5f}, SQNR {check['sqnr_db']:.1f} dB")
+    evaluation = m.get("evaluation")
+    if evaluation:
+        rows = []
+        for backend in ("onnxruntime", "openvino"):
+            r = evaluation[backend]
+            rows.append([backend, f"{r['fp32_top1']:.4f}" if "fp32_top1" in r else "-",
+                         f"{r['int8_top1']:.4f}" if "int8_top1" in r else "-",
+                         f"{r['top1_drop_points']:.2f}" if "top1_drop_points" in r else "-",
+                         f"{r['agreement_top1_agreement']:.4f}", f"{r['agreement_cosine']:.5f}",
+                         f"{r['agreement_sqnr_db']:.1f}"])
+        _print_table(f"INT8 vs FP32 on {evaluation['images']} images of {evaluation['root']}",
+                     ["runtime", "FP32 top-1", "INT8 top-1", "drop (pts)", "top-1 agreement", "cosine", "SQNR dB"],
+                     rows)
+
+
 @cli.command()
 @click.option("--model", "model", required=True, help="Checkpoint (.safetensors, builtin:student, ...).")
-@click.option("--calib-dir", type=click.Path(path_type=Path), required=True,
-              help="A few hundred representative images (class subfolders or flat).")
-@click.option("--calib-size", default=300, show_default=True, help="Images drawn from --calib-dir.")
-@click.option("--preset", type=click.Choice(["tensorrt", "openvino"]), default="tensorrt", show_default=True,
-              help="tensorrt: symmetric signed INT8, zero points 0, per-channel weights (runs everywhere); "
-                   "openvino: asymmetric activations for OpenVINO's CPU kernels.")
-@click.option("--scheme", type=click.Choice(["hybrid", "cnn", "transformer"]), default="hybrid", show_default=True,
-              help="hybrid: conv stages as a CNN, attention stages keep LayerNorm/Softmax/residuals float.")
-@click.option("--smooth-quant", is_flag=True, help="NNCF SmoothQuant (acts with --scheme transformer).")
-@click.option("--ignore", "ignored_patterns", multiple=True, help="Regex over ONNX node names to keep float.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the calibration sample.")
+@_quantization_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-def quantize(model: str, calib_dir: Path, calib_size: int, preset: str, scheme: str, smooth_quant: bool,
-             ignored_patterns: tuple[str, ...], seed: int, out_dir: Path) -> None:
-    """Post-training INT8 quantization (NNCF) to a Q/DQ ONNX file that ONNX Runtime, OpenVINO and
+def quantize(model: str, out_dir: Path, **kw) -> None:
+    """INT8 quantization (NNCF PTQ or QAT) to a Q/DQ ONNX file that ONNX Runtime, OpenVINO and
     TensorRT all run. Writes OUT/<name>.fp32.onnx, OUT/<name>.int8.onnx and their manifests.
+
+    \b
+    Examples:
+      coatnet-edge quantize --model ft.safetensors --calib-dir images/ --out int8/
+      coatnet-edge quantize --model ft.safetensors --calib-dir train/ --eval-dir val/ --max-drop 0.3 --out int8/
+      coatnet-edge quantize --model ft.safetensors --calib-dir train/ --method qat --qat-epochs 3 --out int8/
     """
     from coatnet_edge.quantization import quantize as run_quantize
 
-    result = run_quantize(model, calib_dir=calib_dir, out=out_dir, preset=preset, scheme=scheme,
-                          calib_size=calib_size, seed=seed, smooth_quant=smooth_quant,
-                          ignored_patterns=ignored_patterns)
-    m = result.manifest
-    check = m["check_vs_fp32"]
-    click.echo(f"{result.int8_onnx}: {m['calibration']['size']} calibration images in "
-               f"{m['calibration']['seconds']:.1f} s; {len(m['float_layers'])} Conv/MatMul left in float")
-    click.echo(f"vs FP32 ({check['method']}): top-1 agreement {check['top1_agreement']:.4f}, "
-               f"cosine {check['cosine']:.5f}, SQNR {check['sqnr_db']:.1f} dB")
+    if kw["calib_dir"] is None:
+        raise click.UsageError("--calib-dir is required")
+    _echo_quantized(run_quantize(model, out=out_dir, log=click.echo, **_quantize_kwargs(kw)))
 
 
 @cli.command()
@@ -275,11 +335,22 @@ def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
         table.add_row(*row)
     Console(width=max(100, Console().width)).print(table)
 
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our warnings as one `warning: ...` line on stderr (no source-line echo); others unchanged."""
+    if filename.startswith(str(Path(__file__).parent)):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: one-line errors, non-zero exit codes."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    warnings.showwarning = _show_warning
     try:
         cli.main(args=args, prog_name="coatnet-edge", standalone_mode=False)
     except CoatnetEdgeError as err:

@@ -1,22 +1,32 @@
 """``coatnet-edge quantize`` / ``coatnet_edge.quantize``: checkpoint + calibration folder -> INT8 Q/DQ ONNX.
 
-Orchestrates the stages (FP32 export, calibration set, NNCF PTQ on the ONNX graph) and writes the
-artifacts atomically with a manifest; the stages themselves live in ``export/`` and ``calibration/``.
+Orchestrates the stages (FP32 export, calibration set, NNCF PTQ on the ONNX graph or QAT on the
+torch model, optional accuracy budget) and writes the artifacts atomically with a manifest; the
+stages themselves live in ``export/`` and ``calibration/``. Nothing is written before every input
+(checkpoint, calibration folder, evaluation folder, options) has been checked.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coatnet_edge.calibration.dataset import DEFAULT_SIZE, build_calibration_set
+import numpy as np
+
+from coatnet_edge.calibration.dataset import DEFAULT_SIZE, CalibrationSet, build_calibration_set
 from coatnet_edge.calibration.ptq import PtqSettings, quantize_onnx
+from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.manifest import atomic_path, ensure_output_dir, sha256_file, write_manifest
 from coatnet_edge.metrics import compare_logits
 
+METHODS = ("ptq", "qat")
 CHECK_IMAGES = 64
+DEFAULT_EVAL_SIZE = 500
+DEFAULT_MAX_FLOAT_LAYERS = 16
+Log = Callable[[str], None]
 
 
 @dataclass
@@ -24,50 +34,174 @@ class QuantizeResult:
     fp32_onnx: Path
     int8_onnx: Path
     manifest: dict[str, Any] = field(default_factory=dict)
+    sensitivity_csv: Path | None = None
+    sensitivity_png: Path | None = None
 
 
-def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, preset: str = "tensorrt",
-             scheme: str = "hybrid", calib_size: int = DEFAULT_SIZE, seed: int = 0, smooth_quant: bool = False,
-             ignored_patterns: tuple[str, ...] = ()) -> QuantizeResult:
-    """PTQ a checkpoint to an INT8 Q/DQ ONNX file (``OUT/<name>.int8.onnx``) plus its FP32 ONNX."""
+def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, method: str = "ptq",
+             preset: str = "tensorrt", scheme: str = "hybrid", calib_size: int = DEFAULT_SIZE, seed: int = 0,
+             smooth_quant: bool = False, ignored_patterns: tuple[str, ...] = (), max_drop: float | None = None,
+             eval_dir: str | Path | None = None, eval_size: int = DEFAULT_EVAL_SIZE, sensitivity: bool = False,
+             max_float_layers: int = DEFAULT_MAX_FLOAT_LAYERS, train_dir: str | Path | None = None,
+             qat_config: Any = None, log: Log = print) -> QuantizeResult:
+    """Quantize a checkpoint to INT8 Q/DQ ONNX (``OUT/<name>.int8.onnx``) beside its FP32 ONNX.
+
+    ``method="qat"`` fine-tunes on ``train_dir`` (default: ``calib_dir``) with distillation from
+    the FP32 model. ``max_drop`` (top-1 points on a labeled ``eval_dir``, disagreement with FP32 on
+    an unlabeled one) returns the most sensitive layers to float until it holds; ``sensitivity``
+    writes the per-layer ranking (CSV + PNG) without a budget.
+    """
     import onnx
 
     from coatnet_edge.export.onnx import export_onnx
     from coatnet_edge.models.builtin import resolve_source
     from coatnet_edge.models.checkpoint import load_checkpoint
-    from coatnet_edge.runtime import load_runner
 
+    if method not in METHODS:
+        raise CoatnetEdgeError(f"unknown method '{method}'", fix=f"use one of: {', '.join(METHODS)}")
+    if max_drop is not None and eval_dir is None:
+        raise CoatnetEdgeError("--max-drop needs evaluation images to measure the drop on",
+                               fix="add --eval-dir DIR (labeled: top-1 drop; unlabeled: agreement with FP32)")
     settings = PtqSettings(preset=preset, scheme=scheme, smooth_quant=smooth_quant,
                            ignored_patterns=tuple(ignored_patterns))
     net, info = load_checkpoint(model)
     source = resolve_source(model)
+    evalset = _eval_set(eval_dir, info, eval_size, seed + 1) if eval_dir is not None else None
     calib = build_calibration_set(calib_dir, info.preprocess, size=calib_size, seed=seed)
+    train_folder = _train_folder(train_dir or calib_dir) if method == "qat" else None
     out = ensure_output_dir(out)  # only once the inputs are known good: bad input leaves nothing behind
     name = source.stem
     fp32_path = export_onnx(net, out / f"{name}.fp32.onnx", image_size=info.preprocess.image_size)
+    fp32_model = onnx.load(str(fp32_path))
+
     started = time.perf_counter()
-    result = quantize_onnx(fp32_path, calib, settings)
+    record: dict[str, Any] = {"method": method, "engine": "nncf-onnx" if method == "ptq" else "nncf-torch",
+                              **settings.to_dict()}
+    if method == "ptq":
+        ptq = quantize_onnx(fp32_model, calib, settings)
+        qmodel, record["ignored_nodes"] = ptq.model, len(ptq.ignored)
+    else:
+        from coatnet_edge.calibration.qat import QatConfig, qat
+
+        config = qat_config or QatConfig(seed=seed)
+        result = qat(net, calib, train_folder, settings=settings, config=config, out=out / f"{name}.qat", log=log)
+        qmodel = result.model
+        record.update(ignored_nodes=len(result.ignored), qat=config.to_dict(), history=result.history,
+                      checkpoint=str(result.checkpoint) if result.checkpoint else None)
     seconds = time.perf_counter() - started
+
+    ranking_files: dict[str, Path] = {}
+    budget_record = None
+    if max_drop is not None or sensitivity:
+        qmodel, budget_record, ranking_files = _sensitivity_and_budget(
+            qmodel, fp32_model, evalset or calib, out / name, max_drop=max_drop, max_float=max_float_layers, log=log)
+
     int8_path = out / f"{name}.int8.onnx"
     with atomic_path(int8_path) as tmp:
-        onnx.save(result.model, str(tmp))
+        onnx.save(qmodel, str(tmp))
         onnx.checker.check_model(str(tmp))
 
-    check = calib.images[:CHECK_IMAGES]
-    ref = load_runner(fp32_path).run(check)
-    agreement = compare_logits(ref, load_runner(int8_path).run(check))
-    record = {
-        "kind": "onnx", "precision": "int8", "quantization": {"method": "ptq", "engine": "nncf-onnx",
-                                                             **settings.to_dict()},
+    manifest = {
+        "kind": "onnx", "precision": "int8", "quantization": record,
         "source": {"checkpoint": str(source), "sha256": sha256_file(source)}, "variant": net.cfg.name,
         "preprocess": info.preprocess.to_dict(), "class_names": info.class_names,
         "input_shape": ["batch", 3, info.preprocess.image_size, info.preprocess.image_size],
         "calibration": {**calib.describe(), "seconds": round(seconds, 2)},
-        "float_layers": result.float_layers, "ignored_nodes": len(result.ignored),
-        "check_vs_fp32": {"method": f"ONNX Runtime CPU, first {len(check)} calibration images",
-                          **agreement.to_dict()},
+        "float_layers": _float_layers(qmodel),
+        "check_vs_fp32": _check(fp32_path, int8_path, calib.images[:CHECK_IMAGES],
+                                f"ONNX Runtime CPU, first {min(CHECK_IMAGES, len(calib))} calibration images"),
     }
-    write_manifest(fp32_path, {"kind": "onnx", "precision": "fp32", "source": record["source"],
-                               "preprocess": record["preprocess"], "class_names": info.class_names})
-    write_manifest(int8_path, record)
-    return QuantizeResult(fp32_path, int8_path, record)
+    if evalset is not None:
+        manifest["evaluation"] = evaluate_pair(fp32_path, int8_path, evalset)
+    if budget_record is not None:
+        manifest["accuracy_budget"] = budget_record
+    write_manifest(fp32_path, {"kind": "onnx", "precision": "fp32", "source": manifest["source"],
+                               "preprocess": manifest["preprocess"], "class_names": info.class_names})
+    write_manifest(int8_path, manifest)
+    return QuantizeResult(fp32_path, int8_path, manifest, ranking_files.get("csv"), ranking_files.get("png"))
+
+
+def evaluate_pair(fp32_path: Path, int8_path: Path, data: CalibrationSet) -> dict[str, Any]:
+    """FP32 vs INT8 on the same images, in ONNX Runtime and in OpenVINO (each against its own FP32)."""
+    from coatnet_edge.runtime import load_runner
+
+    result: dict[str, Any] = {"images": len(data), "root": str(data.root), "labeled": data.labels is not None}
+    for backend in ("onnxruntime", "openvino"):
+        fp32 = _run_all(load_runner(fp32_path, backend=backend), data.images)
+        int8 = _run_all(load_runner(int8_path, backend=backend), data.images)
+        row = {f"agreement_{k}": v for k, v in compare_logits(fp32, int8).to_dict().items()}
+        if data.labels is not None:
+            row["fp32_top1"] = float(np.mean(fp32.argmax(1) == data.labels))
+            row["int8_top1"] = float(np.mean(int8.argmax(1) == data.labels))
+            row["top1_drop_points"] = round(100 * (row["fp32_top1"] - row["int8_top1"]), 4)
+        result[backend] = row
+    return result
+
+
+def _run_all(runner: Any, images: np.ndarray, batch_size: int = 100) -> np.ndarray:
+    return np.concatenate([runner.run(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def _check(fp32_path: Path, int8_path: Path, images: np.ndarray, method: str) -> dict[str, Any]:
+    from coatnet_edge.runtime import load_runner
+
+    agreement = compare_logits(load_runner(fp32_path).run(images), load_runner(int8_path).run(images))
+    return {"method": method, **agreement.to_dict()}
+
+
+def _float_layers(model: Any) -> list[str]:
+    from coatnet_edge.calibration.ptq import float_weighted_layers
+
+    return float_weighted_layers(model)
+
+
+def _eval_set(eval_dir: str | Path, info: Any, size: int, seed: int) -> CalibrationSet:
+    data = build_calibration_set(eval_dir, info.preprocess, size=size, seed=seed, warn_short=False,
+                                 purpose="evaluation")
+    if data.labels is not None and info.class_names and list(data.classes) != list(info.class_names):
+        raise CoatnetEdgeError(
+            f"the evaluation folder's classes ({len(data.classes)}: {', '.join(data.classes[:4])}...) are not the "
+            f"model's ({len(info.class_names)}: {', '.join(info.class_names[:4])}...)", path=eval_dir,
+            fix="evaluate on a folder with the model's class subfolders, or an unlabeled folder (agreement only)")
+    return data
+
+
+def _train_folder(path: str | Path) -> Any:
+    from coatnet_edge.data.folders import scan_folder
+
+    return scan_folder(path, verify=False)
+
+
+def _sensitivity_and_budget(qmodel: Any, fp32_model: Any, data: CalibrationSet, stem: Path, *,
+                            max_drop: float | None, max_float: int, log: Log) -> tuple[Any, dict | None, dict]:
+    from coatnet_edge.calibration.sensitivity import (
+        fit_budget,
+        onnx_logits,
+        plot_sensitivity,
+        rank_layers,
+        write_sensitivity_csv,
+    )
+    from coatnet_edge.progress import progress_bar
+
+    reference = onnx_logits(fp32_model, data.images)
+    with progress_bar("INT8 sensitivity per layer") as bar:
+        ranking = rank_layers(qmodel, fp32_model, data.images, reference, progress=bar)
+    files = {"csv": write_sensitivity_csv(ranking, stem.with_suffix(".sensitivity.csv")),
+             "png": plot_sensitivity(ranking, stem.with_suffix(".sensitivity.png"),
+                                     title=f"INT8 sensitivity ({stem.name}, {len(data)} images)")}
+    log(f"sensitivity ranking of {len(ranking)} layers: {files['csv']} and {files['png']}")
+    if max_drop is None:
+        return qmodel, None, files
+    with progress_bar("accuracy budget") as bar:
+        budget = fit_budget(qmodel, fp32_model, ranking, data.images, reference, max_drop=max_drop, labels=data.labels,
+                            max_float=max_float, progress=bar)
+    verdict = "met" if budget.met else f"NOT met (stopped at --max-float-layers {max_float})"
+    log(f"accuracy budget {max_drop} points ({budget.metric}, {len(data)} images from {data.root}): "
+        f"{budget.before:.2f} -> {budget.after:.2f} with {len(budget.float_nodes)} layer(s) returned to float: "
+        f"{verdict}")
+    for node in budget.float_nodes:
+        log(f"  float: {node}")
+    record = {"max_drop": max_drop, "metric": budget.metric, "images": len(data), "met": budget.met,
+              "before": budget.before, "after": budget.after, "float_nodes": budget.float_nodes,
+              "steps": budget.steps}
+    return budget.model, record, files

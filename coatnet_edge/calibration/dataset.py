@@ -21,6 +21,7 @@ from coatnet_edge.errors import CoatnetEdgeError
 
 DEFAULT_SIZE = 300
 MIN_IMAGES = 10
+MIN_SOURCE_FRACTION = 0.5  # images whose short side is under half the input size are upscaled >2x
 
 
 @dataclass
@@ -31,6 +32,8 @@ class CalibrationSet:
     preprocess: PreprocessConfig
     seed: int
     skipped: list[Skipped] = field(default_factory=list)
+    labels: np.ndarray | None = None  # int64 (N,) for a labeled folder, else None
+    classes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -54,33 +57,47 @@ class CalibrationSet:
 
 
 def build_calibration_set(calib_dir: str | Path, preprocess: PreprocessConfig, *, size: int = DEFAULT_SIZE,
-                          seed: int = 0, min_images: int = MIN_IMAGES) -> CalibrationSet:
+                          seed: int = 0, min_images: int = MIN_IMAGES, warn_short: bool = True,
+                          purpose: str = "calibration") -> CalibrationSet:
     """Pick ``size`` images (stratified over class subfolders when present), decode and preprocess them.
 
     Unreadable files are skipped and listed; fewer usable images than asked is a warning, fewer than
-    ``min_images`` an error.
+    ``min_images`` an error (``warn_short=False`` when ``size`` is only a cap, as for evaluation sets).
     """
     if size < 1:
         raise CoatnetEdgeError(f"--calib-size must be >= 1, got {size}", fix="e.g. --calib-size 300")
     folder = scan_folder(calib_dir, verify=False)
+    label_of = {s.path: s.label for s in folder.samples}
     order = _stratified_order(folder, np.random.default_rng(seed))
-    paths, arrays, skipped = [], [], list(folder.skipped)
+    paths, arrays, short_sides, skipped = [], [], [], list(folder.skipped)
     for path in order:
         if len(paths) == size:
             break
         try:
-            arrays.append(preprocess_image(load_image(path), preprocess))
+            img = load_image(path)
+            arrays.append(preprocess_image(img, preprocess))
+            short_sides.append(min(img.size))
             paths.append(path)
         except CoatnetEdgeError as err:
             skipped.append(Skipped(path, str(err).removeprefix(f"{path}: ")))
     if len(paths) < min_images:
-        raise CoatnetEdgeError(f"only {len(paths)} usable calibration images ({len(skipped)} skipped); "
+        raise CoatnetEdgeError(f"only {len(paths)} usable {purpose} images ({len(skipped)} skipped); "
                                f"at least {min_images} are needed", path=calib_dir,
                                fix="point --calib-dir at a folder of a few hundred representative images")
-    if len(paths) < size:
-        warnings.warn(f"{calib_dir}: {len(paths)} usable calibration images, fewer than the {size} asked for",
+    median_side = int(np.median(short_sides))
+    if median_side < MIN_SOURCE_FRACTION * preprocess.image_size:
+        raise CoatnetEdgeError(
+            f"{purpose} images are too small for the model: median short side {median_side} px, the model "
+            f"takes {preprocess.image_size}x{preprocess.image_size} (activation ranges from images upscaled "
+            f"{preprocess.image_size / median_side:.1f}x would not match deployment)", path=calib_dir,
+            fix=f"calibrate on images like the ones the model will see (at least "
+                f"{int(MIN_SOURCE_FRACTION * preprocess.image_size)} px), or on a model built for this size")
+    if len(paths) < size and warn_short:
+        warnings.warn(f"{calib_dir}: {len(paths)} usable {purpose} images, fewer than the {size} asked for",
                       stacklevel=2)
-    return CalibrationSet(Path(calib_dir), paths, np.stack(arrays), preprocess, seed, skipped)
+    labels = np.array([label_of[p] for p in paths], dtype=np.int64) if folder.labeled else None
+    return CalibrationSet(Path(calib_dir), paths, np.stack(arrays), preprocess, seed, skipped, labels,
+                          list(folder.classes))
 
 
 def _stratified_order(folder: ImageFolder, rng: np.random.Generator) -> list[Path]:

@@ -1,0 +1,149 @@
+"""INT8 accuracy of the built-in teacher and student: PTQ schemes, SmoothQuant, torch vs ONNX route,
+QAT and the accuracy budget, each measured in ONNX Runtime (INT8 ONNX) and OpenVINO (INT8 IR).
+
+    python benchmarks/int8_accuracy.py [--data runs/builtin/data] [--calib-size 300] [--qat-epochs 3]
+
+Calibration: 300 images of the built-in train split (seeded, stratified). Evaluation: the whole
+validation split (1,200 images); "drop" is the same runtime's FP32 top-1 minus INT8 top-1 in points,
+"agree" the share of images whose INT8 top-1 equals FP32's. The accuracy-budget rows are fitted on
+the even-indexed half of the validation split and reported on the odd half and on the whole split.
+Prints one JSON line per configuration, then a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from coatnet_edge.calibration.dataset import build_calibration_set
+from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
+from coatnet_edge.calibration.qat import QatConfig, export_qat_onnx, fake_quantize, qat
+from coatnet_edge.calibration.sensitivity import fit_budget, onnx_logits, rank_layers
+from coatnet_edge.data.folders import scan_folder
+from coatnet_edge.data.preprocess import preprocess_batch
+from coatnet_edge.data.synth import SynthConfig, write_dataset
+from coatnet_edge.environment import cpu_info
+from coatnet_edge.export.onnx import export_onnx
+from coatnet_edge.export.openvino import export_openvino
+from coatnet_edge.metrics import compare_logits
+from coatnet_edge.runtime import load_runner
+
+
+def _logits(path: Path, images: np.ndarray) -> np.ndarray:
+    runner = load_runner(path)
+    return np.concatenate([runner.run(images[i:i + 100]) for i in range(0, len(images), 100)])
+
+
+def _measure(onnx_path: Path, work: Path, images: np.ndarray, labels: np.ndarray, ref: dict) -> dict:
+    """ORT on the ONNX file, OpenVINO on the IR converted from it."""
+    xml = export_openvino(onnx_path, work / f"{onnx_path.stem}.xml", precision="int8")
+    row = {}
+    for backend, path in (("ort", onnx_path), ("ov", xml)):
+        out = _logits(path, images)
+        agreement = compare_logits(ref[backend], out)
+        row.update({f"{backend}_top1": round(float(np.mean(out.argmax(1) == labels)) * 100, 2),
+                    f"{backend}_drop": round(100 * float(np.mean(ref[backend].argmax(1) == labels)
+                                                         - np.mean(out.argmax(1) == labels)), 2),
+                    f"{backend}_agree": round(agreement.top1_agreement * 100, 2),
+                    f"{backend}_cos": round(agreement.cosine, 5)})
+    return row
+
+
+def main() -> None:
+    import onnx
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("runs/builtin/data"))
+    parser.add_argument("--calib-size", type=int, default=300)
+    parser.add_argument("--qat-epochs", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=1.0, help="max disagreement points for the budget rows")
+    parser.add_argument("--models", default="builtin:student,builtin:teacher")
+    args = parser.parse_args()
+    from coatnet_edge.models.checkpoint import load_checkpoint
+
+    data = write_dataset(args.data, SynthConfig(seed=0), workers=2)
+    print(json.dumps({"cpu": cpu_info()}), flush=True)
+    work = Path(tempfile.mkdtemp())
+    rows = []
+    for source in args.models.split(","):
+        net, info = load_checkpoint(source)
+        val = scan_folder(data / "val", labeled=True, verify=False)
+        images, labels = preprocess_batch(val.paths, info.preprocess), np.asarray(val.labels)
+        fp32 = export_onnx(net, work / "fp32.onnx", image_size=info.preprocess.image_size)
+        fp32_xml = export_openvino(fp32, work / "fp32.xml")
+        ref = {"ort": _logits(fp32, images), "ov": _logits(fp32_xml, images)}
+        rows.append({"model": source, "config": "FP32", **{f"{b}_top1": round(float(np.mean(r.argmax(1) == labels))
+                                                                             * 100, 2) for b, r in ref.items()}})
+        print(json.dumps(rows[-1]), flush=True)
+        calib = build_calibration_set(data / "train", info.preprocess, size=args.calib_size, seed=0)
+
+        def record(config: str, model, seconds: float, extra: dict | None = None, source=source, images=images,
+                   labels=labels, ref=ref) -> None:
+            path = work / f"{len(rows)}.int8.onnx"
+            onnx.save(model, str(path))
+            rows.append({"model": source, "config": config, "seconds": round(seconds, 1),
+                         "float_conv_matmul": len(float_weighted_layers(model)),
+                         **_measure(path, work, images, labels, ref), **(extra or {})})
+            print(json.dumps(rows[-1]), flush=True)
+
+        ptq_hybrid = None
+        for scheme, preset, sq in (("hybrid", "tensorrt", False), ("cnn", "tensorrt", False),
+                                   ("transformer", "tensorrt", False), ("transformer", "tensorrt", True),
+                                   ("hybrid", "tensorrt", True), ("hybrid", "openvino", False)):
+            started = time.perf_counter()
+            result = quantize_onnx(fp32, calib, PtqSettings(preset=preset, scheme=scheme, smooth_quant=sq))
+            record(f"PTQ {scheme} {preset}{' +SmoothQuant' if sq else ''}", result.model,
+                   time.perf_counter() - started)
+            if (scheme, preset, sq) == ("hybrid", "tensorrt", False):
+                ptq_hybrid = result.model
+
+        started = time.perf_counter()
+        torch_q, _ = fake_quantize(net, calib, PtqSettings())
+        record("PTQ hybrid tensorrt, NNCF torch route (no bias correction)",
+               _signed(export_qat_onnx(torch_q, info.preprocess.image_size)), time.perf_counter() - started)
+
+        started = time.perf_counter()
+        train = scan_folder(data / "train", labeled=True, verify=False)
+        result = qat(net, calib, train, config=QatConfig(epochs=args.qat_epochs), log=lambda s: None)
+        record(f"QAT hybrid tensorrt ({args.qat_epochs} epochs, KD from FP32)", result.model,
+               time.perf_counter() - started, {"history": result.history})
+
+        fit, held = slice(0, None, 2), slice(1, None, 2)
+        ref_fit = onnx_logits(onnx.load(str(fp32)), images[fit])
+        started = time.perf_counter()
+        fp32_model = onnx.load(str(fp32))
+        ranking = rank_layers(ptq_hybrid, fp32_model, images[fit], ref_fit)
+        budget = fit_budget(ptq_hybrid, fp32_model, ranking, images[fit], ref_fit, max_drop=args.budget, max_float=16)
+        held_agree = compare_logits(ref["ort"][held], onnx_logits(budget.model, images[held])).top1_agreement
+        record(f"PTQ hybrid tensorrt + budget {args.budget} disagreement pts", budget.model,
+               time.perf_counter() - started,
+               {"budget_met": budget.met, "float_nodes": budget.float_nodes, "fit_half": budget.after,
+                "held_out_half_agree": round(100 * held_agree, 2)})
+
+    print()
+    print("| model | config | ORT top-1 | drop | agree % | cos | OV IR top-1 | drop | agree % | cos "
+          "| float Conv/MatMul | s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r["config"] == "FP32":
+            print(f"| {r['model']} | FP32 | {r['ort_top1']} | | | | {r['ov_top1']} | | | | | |")
+            continue
+        print(f"| {r['model']} | {r['config']} | {r['ort_top1']} | {r['ort_drop']} | {r['ort_agree']} | "
+              f"{r['ort_cos']} | {r['ov_top1']} | {r['ov_drop']} | {r['ov_agree']} | {r['ov_cos']} | "
+              f"{r['float_conv_matmul']} | {r['seconds']} |")
+
+
+def _signed(model):
+    from coatnet_edge.calibration.ptq import to_signed_int8
+
+    to_signed_int8(model)
+    return model
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Per-layer sensitivity and the --max-drop accuracy budget, on real NNCF Q/DQ graphs run in ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from coatnet_edge.calibration.dataset import build_calibration_set
+from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
+from coatnet_edge.calibration.sensitivity import (
+    fit_budget,
+    onnx_logits,
+    quantized_consumers,
+    rank_layers,
+    with_float_nodes,
+)
+from coatnet_edge.export.onnx import export_onnx
+from coatnet_edge.models.checkpoint import load_checkpoint
+from tests.conftest import assert_one_line_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def ptq(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("budget")
+    model, info = load_checkpoint("builtin:student")
+    fp32 = export_onnx(model, out / "fp32.onnx", image_size=info.preprocess.image_size)
+    calib = build_calibration_set(tiny_dataset / "train", info.preprocess, size=36, seed=0)
+    images = build_calibration_set(tiny_dataset / "val", info.preprocess, size=48, seed=1)
+    qmodel = quantize_onnx(fp32, calib, PtqSettings()).model
+    return {"fp32": onnx.load(str(fp32)), "int8": qmodel, "images": images.images, "labels": images.labels}
+
+
+def _dq_inputs(model: onnx.ModelProto, name: str) -> int:
+    produced_by = {o: n.op_type for n in model.graph.node for o in n.output}
+    node = next(n for n in model.graph.node if n.name == name)
+    return sum(produced_by.get(i) == "DequantizeLinear" for i in node.input)
+
+
+def test_a_layer_returned_to_float_reads_float_inputs_and_nothing_else_changes(ptq: dict) -> None:
+    qmodel = ptq["int8"]
+    conv = next(n for n in quantized_consumers(qmodel) if n.endswith("/Conv"))
+    assert _dq_inputs(qmodel, conv) == 2  # activation and weight
+    floated = with_float_nodes(qmodel, [conv], ptq["fp32"])
+    onnx.checker.check_model(floated)
+    assert _dq_inputs(floated, conv) == 0
+    assert set(float_weighted_layers(floated)) == set(float_weighted_layers(qmodel)) | {conv}
+    assert len(quantized_consumers(floated)) == len(quantized_consumers(qmodel)) - 1
+    ref = onnx_logits(ptq["fp32"], ptq["images"])
+    assert onnx_logits(floated, ptq["images"]).shape == ref.shape
+
+
+def test_all_layers_in_float_reproduce_fp32(ptq: dict) -> None:
+    """Falling every consumer back must give the FP32 graph's logits: the rewiring loses nothing."""
+    qmodel = ptq["int8"]
+    floated = with_float_nodes(qmodel, quantized_consumers(qmodel), ptq["fp32"])
+    assert not [n for n in floated.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    np.testing.assert_allclose(onnx_logits(floated, ptq["images"]), onnx_logits(ptq["fp32"], ptq["images"]),
+                               atol=1e-4)
+
+
+def test_ranking_covers_every_quantized_layer_most_sensitive_first(ptq: dict) -> None:
+    ref = onnx_logits(ptq["fp32"], ptq["images"])
+    ranking = rank_layers(ptq["int8"], ptq["fp32"], ptq["images"][:16], ref[:16])
+    assert {r.node for r in ranking} == set(quantized_consumers(ptq["int8"]))
+    gains = [r.sqnr_gain_db for r in ranking]
+    assert gains == sorted(gains, reverse=True) and gains[0] > 0
+
+
+def test_impossible_budget_falls_back_layers_and_says_not_met(ptq: dict) -> None:
+    ref = onnx_logits(ptq["fp32"], ptq["images"])
+    ranking = rank_layers(ptq["int8"], ptq["fp32"], ptq["images"][:16], ref[:16])
+    budget = fit_budget(ptq["int8"], ptq["fp32"], ranking, ptq["images"], ref, max_drop=-50.0, labels=ptq["labels"],
+                        max_float=2)
+    assert not budget.met and budget.float_nodes == [r.node for r in ranking[:2]]
+    assert [s["float_nodes"] for s in budget.steps] == [1, 2]
+    assert budget.metric == "top-1 drop (points)"
+
+
+def test_a_met_budget_changes_nothing(ptq: dict) -> None:
+    ref = onnx_logits(ptq["fp32"], ptq["images"])
+    budget = fit_budget(ptq["int8"], ptq["fp32"], [], ptq["images"], ref, max_drop=100.0)
+    assert budget.met and budget.float_nodes == [] and budget.model is ptq["int8"]
+
+
+def test_cli_budget_writes_ranking_csv_plot_and_manifest(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "q"
+    proc = run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(tiny_dataset / "train"),
+                   "--calib-size", "24", "--eval-dir", str(tiny_dataset / "val"), "--eval-size", "36",
+                   "--max-drop", "-50", "--max-float-layers", "2", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "NOT met" in proc.stdout and "2 layer(s) returned to float" in proc.stdout
+    manifest = json.loads((out / "builtin_student.int8.onnx.manifest.json").read_text())
+    budget = manifest["accuracy_budget"]
+    assert budget["met"] is False and len(budget["float_nodes"]) == 2 and budget["images"] == 36
+    written = onnx.load(str(out / "builtin_student.int8.onnx"))
+    assert all(_dq_inputs(written, n) == 0 for n in budget["float_nodes"])
+    rows = (out / "builtin_student.sensitivity.csv").read_text().splitlines()
+    assert rows[0].startswith("rank,node,op_type,sqnr_gain_db") and len(rows) > 10
+    with Image.open(out / "builtin_student.sensitivity.png") as png:
+        assert png.format == "PNG" and png.size[0] > 300
+    evaluation = manifest["evaluation"]
+    assert evaluation["images"] == 36 and evaluation["labeled"]
+    for backend in ("onnxruntime", "openvino"):
+        assert 0.0 <= evaluation[backend]["int8_top1"] <= 1.0
+        assert evaluation[backend]["agreement_top1_agreement"] >= 0.8
+
+
+def test_budget_without_evaluation_data_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "q"
+    assert_one_line_error(run_cli("quantize", "--model", "builtin:student", "--calib-dir",
+                                  str(tiny_dataset / "train"), "--max-drop", "0.5", "--out", str(out)),
+                          "--max-drop needs evaluation images", "--eval-dir")
+    assert not out.exists()
+
+
+def test_calibration_images_far_smaller_than_the_model_input_are_refused(tmp_path: Path) -> None:
+    small = tmp_path / "thumbs"
+    small.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(small / f"{i}.png")
+    out = tmp_path / "q"
+    assert_one_line_error(run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(small),
+                                  "--out", str(out)), str(small), "median short side 16 px", "64x64")
+    assert not out.exists()
+
+
+def test_evaluation_folder_with_other_classes_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (other / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(other / cls / f"{i}.png")
+    out = tmp_path / "q"
+    assert_one_line_error(run_cli("quantize", "--model", "builtin:student", "--calib-dir",
+                                  str(tiny_dataset / "train"), "--calib-size", "24", "--eval-dir", str(other),
+                                  "--max-drop", "1",
+                                  "--out", str(out)), str(other), "classes")
+    assert not out.exists()
