@@ -60,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("runs/builtin/data"))
     parser.add_argument("--calib-size", type=int, default=300)
-    parser.add_argument("--qat-epochs", type=int, default=3)
+    parser.add_argument("--qat-epochs", type=int, default=3, help="0 skips the QAT row")
     parser.add_argument("--budget", type=float, default=1.0, help="max disagreement points for the budget rows")
     parser.add_argument("--models", default="builtin:student,builtin:teacher")
     args = parser.parse_args()
@@ -107,11 +107,12 @@ def main() -> None:
         record("PTQ hybrid tensorrt, NNCF torch route (no bias correction)",
                _signed(export_qat_onnx(torch_q, info.preprocess.image_size)), time.perf_counter() - started)
 
-        started = time.perf_counter()
-        train = scan_folder(data / "train", labeled=True, verify=False)
-        result = qat(net, calib, train, config=QatConfig(epochs=args.qat_epochs), log=lambda s: None)
-        record(f"QAT hybrid tensorrt ({args.qat_epochs} epochs, KD from FP32)", result.model,
-               time.perf_counter() - started, {"history": result.history})
+        if args.qat_epochs:
+            started = time.perf_counter()
+            train = scan_folder(data / "train", labeled=True, verify=False)
+            result = qat(net, calib, train, config=QatConfig(epochs=args.qat_epochs), log=lambda s: None)
+            record(f"QAT hybrid tensorrt ({args.qat_epochs} epochs, KD from FP32)", result.model,
+                   time.perf_counter() - started, {"history": result.history})
 
         fit, held = slice(0, None, 2), slice(1, None, 2)
         ref_fit = onnx_logits(onnx.load(str(fp32)), images[fit])

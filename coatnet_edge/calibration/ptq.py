@@ -95,6 +95,19 @@ def nncf_preset_args(settings: PtqSettings) -> dict[str, Any]:
             "model_type": nncf.ModelType.TRANSFORMER if settings.scheme == "transformer" else None}
 
 
+def tensorrt_activation_args(settings: PtqSettings) -> dict[str, Any]:
+    """Per-tensor activation scales under the TensorRT preset.
+
+    NNCF otherwise gives depthwise-conv inputs per-channel activation scales (OpenVINO runs those);
+    TensorRT's explicit quantization takes per-tensor activations only (the Q/DQ validator's rule).
+    """
+    if settings.preset != "tensorrt":
+        return {}
+    from nncf.quantization.advanced_parameters import QuantizationParameters
+
+    return {"activations_quantization_params": QuantizationParameters(per_channel=False)}
+
+
 def quantize_onnx(fp32_model: Any | str | Path, calib: CalibrationSet,
                   settings: PtqSettings | None = None) -> PtqResult:
     """INT8 Q/DQ version of an FP32 ONNX model, calibrated on ``calib``."""
@@ -113,7 +126,7 @@ def quantize_onnx(fp32_model: Any | str | Path, calib: CalibrationSet,
         ignored += [n.name for n in model.graph.node if re.search(pattern, n.name) and n.name not in ignored]
     smooth = AdvancedSmoothQuantParameters() if settings.smooth_quant else AdvancedSmoothQuantParameters(
         convolution=-1, matmul=-1)
-    advanced = AdvancedQuantizationParameters(smooth_quant_alphas=smooth)
+    advanced = AdvancedQuantizationParameters(smooth_quant_alphas=smooth, **tensorrt_activation_args(settings))
     dataset = nncf.Dataset(list(calib.batches(1)), lambda batch: {settings.input_name: batch})
     quantized = nncf.quantize(
         model, dataset, subset_size=len(calib),

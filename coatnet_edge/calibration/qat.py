@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from coatnet_edge.calibration.dataset import CalibrationSet
-from coatnet_edge.calibration.ptq import PtqSettings, nncf_preset_args, to_signed_int8
+from coatnet_edge.calibration.ptq import PtqSettings, nncf_preset_args, tensorrt_activation_args, to_signed_int8
 from coatnet_edge.data.augment import AugmentConfig
 from coatnet_edge.data.folders import ImageFolder
 from coatnet_edge.data.torch_data import NO_LABEL, FolderDataset
@@ -95,7 +95,8 @@ def fake_quantize(model: nn.Module, calib: CalibrationSet, settings: PtqSettings
         student, dataset, subset_size=len(calib),
         **nncf_preset_args(settings),
         ignored_scope=nncf.IgnoredScope(names=ignored, validate=False) if ignored else None,
-        advanced_parameters=AdvancedQuantizationParameters(disable_bias_correction=True),
+        advanced_parameters=AdvancedQuantizationParameters(disable_bias_correction=True,
+                                                           **tensorrt_activation_args(settings)),
     )
     return quantized, ignored
 
@@ -109,6 +110,10 @@ def qat(model: nn.Module, calib: CalibrationSet, train_set: ImageFolder, *, sett
     logged after each epoch; the last epoch is kept (cosine schedule). ``out`` receives a checkpoint
     per epoch (``qat_last.safetensors``).
     """
+    import importlib.util
+
+    if importlib.util.find_spec("torchao") is None:  # needed at export: fail before minutes of training
+        raise MissingDependencyError("torchao", hint="pip install torchao (NNCF's QAT export needs it)")
     settings = settings or PtqSettings()
     config = config or QatConfig()
     pre = calib.preprocess
