@@ -18,6 +18,7 @@ _API = {
     "distill": "coatnet_edge.training",
     "TrainConfig": "coatnet_edge.training",
     "quantize": "coatnet_edge.quantization",
+    "export": "coatnet_edge.export",  # a package made callable: coatnet_edge.export(...) is the verb
     "create_model": "coatnet_edge.models.registry",
     "list_variants": "coatnet_edge.models.registry",
     "get_variant": "coatnet_edge.models.registry",
@@ -43,7 +44,8 @@ def __getattr__(name: str) -> Any:
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'coatnet_edge' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = importlib.import_module(module) if module == f"{__name__}.{name}" else \
+        getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -239,6 +239,56 @@ def quantize(model: str, out_dir: Path, **kw) -> None:
 
 
 @cli.command()
+@click.option("--model", "model", required=True,
+              help="Checkpoint (.safetensors, builtin:student, ...), or for --int8 an INT8 .onnx from `quantize`.")
+@click.option("--backend", type=click.Choice(["onnx", "openvino", "tensorrt", "torch-tensorrt"]), default="onnx",
+              show_default=True, help="Target runtime.")
+@click.option("--fp16", "precision", flag_value="fp16", help="FP16 (OpenVINO compressed weights, TensorRT FP16).")
+@click.option("--int8", "precision", flag_value="int8",
+              help="INT8: quantizes with --calib-dir (NNCF, Q/DQ ONNX), or takes an INT8 .onnx as --model.")
+@click.option("--fp32", "precision", flag_value="fp32", default=True, help="FP32 (the default).")
+@click.option("--batch", default=1, show_default=True, help="Batch size (TensorRT: the optimization profile's opt).")
+@click.option("--dynamic-batch/--static-batch", default=True, show_default=True,
+              help="Dynamic batch axis (TensorRT profile 1..--max-batch) or a fixed --batch.")
+@click.option("--max-batch", default=32, show_default=True, help="Largest batch of the TensorRT profile.")
+@click.option("--device", default="CPU", show_default=True,
+              help="OpenVINO device the IR is compiled for at export (CPU, GPU, NPU, AUTO).")
+@click.option("--workspace-mib", default=2048, show_default=True, help="TensorRT builder workspace limit.")
+@_quantization_options
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+def export(model: str, backend: str, precision: str, batch: int, dynamic_batch: bool, max_batch: int, device: str,
+           workspace_mib: int, out_dir: Path, **kw) -> None:
+    """Export a model for one backend, check it where it runs, and write its manifest.
+
+    \b
+    Examples:
+      coatnet-edge export --model ft.safetensors --backend onnx --out art/
+      coatnet-edge export --model ft.safetensors --backend openvino --fp16 --out art/
+      coatnet-edge export --model ft.safetensors --backend openvino --int8 --calib-dir images/ --out art/
+      coatnet-edge export --model ft.safetensors --backend tensorrt --int8 --calib-dir images/ --out art/
+      coatnet-edge export --model art/ft.int8.onnx --backend tensorrt --int8 --out art/   # on the Jetson
+    """
+    from coatnet_edge.export.api import export as run_export
+
+    options = _quantize_kwargs(kw)
+    calib_dir = options.pop("calib_dir")
+    if precision != "int8":
+        options = {}
+    result = run_export(model, out=out_dir, backend=backend, precision=precision, calib_dir=calib_dir, batch=batch,
+                        dynamic_batch=dynamic_batch, max_batch=max_batch, device=device, workspace_mib=workspace_mib,
+                        log=click.echo, **options)
+    m = result.manifest
+    click.echo(f"{result.artifact} ({backend}, {precision}, {m.get('size_bytes', 0) / 1e6:.2f} MB)")
+    for key in ("parity_vs_pytorch", "parity_vs_onnx"):
+        parity = m.get(key)
+        if parity and "max_abs" in parity:
+            click.echo(f"parity ({parity['method']}): max |diff| {parity['max_abs']:.2e}, cosine "
+                       f"{parity['cosine']:.6f}, top-1 agreement {parity['top1_agreement']:.4f}")
+    for path in result.extra_files:
+        click.echo(f"also written: {path}")
+
+
+@cli.command()
 @click.option("--image-size", default=224, show_default=True, help="Input size (a multiple of 32).")
 @click.option("--num-classes", default=1000, show_default=True)
 def models(image_size: int, num_classes: int) -> None:
@@ -361,6 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
+    except click.UsageError as err:  # one line, like every other error
+        command = err.ctx.command_path if err.ctx else "coatnet-edge"
+        click.echo(f"error: {err.format_message()} — fix: see `{command} --help`", err=True)
+        return err.exit_code
     except click.ClickException as err:
         err.show()
         return err.exit_code

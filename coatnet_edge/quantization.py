@@ -53,7 +53,7 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, metho
     """
     import onnx
 
-    from coatnet_edge.export.onnx import export_onnx
+    from coatnet_edge.export.api import export_fp32_onnx
     from coatnet_edge.models.builtin import resolve_source
     from coatnet_edge.models.checkpoint import load_checkpoint
 
@@ -71,7 +71,7 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, metho
     train_folder = _train_folder(train_dir or calib_dir) if method == "qat" else None
     out = ensure_output_dir(out)  # only once the inputs are known good: bad input leaves nothing behind
     name = source.stem
-    fp32_path = export_onnx(net, out / f"{name}.fp32.onnx", image_size=info.preprocess.image_size)
+    fp32_path, fp32_record = export_fp32_onnx(net, info, source, out, log=lambda line: None)
     fp32_model = onnx.load(str(fp32_path))
 
     started = time.perf_counter()
@@ -105,7 +105,7 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, metho
         "kind": "onnx", "precision": "int8", "quantization": record,
         "source": {"checkpoint": str(source), "sha256": sha256_file(source)}, "variant": net.cfg.name,
         "preprocess": info.preprocess.to_dict(), "class_names": info.class_names,
-        "input_shape": ["batch", 3, info.preprocess.image_size, info.preprocess.image_size],
+        "input_shape": fp32_record["input_shape"], "opset": fp32_record["opset"],
         "calibration": {**calib.describe(), "seconds": round(seconds, 2)},
         "float_layers": _float_layers(qmodel),
         "check_vs_fp32": _check(fp32_path, int8_path, calib.images[:CHECK_IMAGES],
@@ -115,8 +115,6 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, metho
         manifest["evaluation"] = evaluate_pair(fp32_path, int8_path, evalset)
     if budget_record is not None:
         manifest["accuracy_budget"] = budget_record
-    write_manifest(fp32_path, {"kind": "onnx", "precision": "fp32", "source": manifest["source"],
-                               "preprocess": manifest["preprocess"], "class_names": info.class_names})
     write_manifest(int8_path, manifest)
     return QuantizeResult(fp32_path, int8_path, manifest, ranking_files.get("csv"), ranking_files.get("png"))
 

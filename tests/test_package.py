@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 HEAVY = ("openvino", "nncf", "tensorrt", "onnxruntime", "torch", "timm", "torch_tensorrt")
@@ -33,6 +35,20 @@ def test_api_verbs_stay_functions_after_their_modules_load() -> None:
 
     for verb in ("run", "train", "distill", "create_model", "export_onnx", "load_runner"):
         assert callable(getattr(coatnet_edge, verb)) and not isinstance(getattr(coatnet_edge, verb), type(sys)), verb
+
+
+def test_export_is_a_verb_and_a_package() -> None:
+    """`coatnet_edge.export(...)` mirrors `coatnet-edge export` although `coatnet_edge/export/` is a package."""
+    import coatnet_edge
+
+    assert callable(coatnet_edge.export)  # before any submodule import
+    import coatnet_edge.export.onnx
+    from coatnet_edge.export.api import BACKENDS
+
+    assert callable(coatnet_edge.export) and coatnet_edge.export.onnx.export_onnx
+    with pytest.raises(coatnet_edge.CoatnetEdgeError, match="unknown backend 'tflite'"):
+        coatnet_edge.export("builtin:student", out="unused", backend="tflite")
+    assert set(BACKENDS) == {"onnx", "openvino", "tensorrt", "torch-tensorrt"}
 
 
 def test_ruff_clean() -> None:

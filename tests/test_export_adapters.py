@@ -1,0 +1,167 @@
+"""`coatnet-edge export`: every artifact that can be built here is built, run and checked; TensorRT
+adapters are tested where TensorRT and a GPU exist and skip with the reason elsewhere."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coatnet_edge.calibration.dataset import build_calibration_set
+from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.export.tensorrt import EngineOptions, trtexec_command
+from coatnet_edge.metrics import compare_logits
+from coatnet_edge.models.checkpoint import load_checkpoint
+from coatnet_edge.runtime import load_runner
+from tests.conftest import assert_one_line_error, run_cli
+
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+HAS_TORCH_TENSORRT = importlib.util.find_spec("torch_tensorrt") is not None
+
+
+def _manifest(path: Path) -> dict:
+    return json.loads(path.with_name(path.name + ".manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def artifacts(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export")
+    for args in (["--backend", "onnx"], ["--backend", "openvino"], ["--backend", "openvino", "--fp16"],
+                 ["--backend", "openvino", "--int8", "--calib-dir", str(tiny_dataset / "train"), "--calib-size",
+                  "36"]):
+        proc = run_cli("export", "--model", "builtin:student", *args, "--out", str(out))
+        assert proc.returncode == 0, (args, proc.stderr)
+    return out
+
+
+@pytest.fixture(scope="module")
+def val_images(tiny_dataset: Path) -> np.ndarray:
+    _, info = load_checkpoint("builtin:student")
+    return build_calibration_set(tiny_dataset / "val", info.preprocess, size=48, seed=1).images
+
+
+def test_onnx_fp32_has_parity_with_pytorch_in_its_manifest(artifacts: Path) -> None:
+    manifest = _manifest(artifacts / "builtin_student.fp32.onnx")
+    parity = manifest["parity_vs_pytorch"]
+    assert parity["max_abs"] < 1e-4 and parity["cosine"] > 0.999999 and "PyTorch" in parity["method"]
+    assert manifest["opset"] >= 17 and manifest["input_shape"] == ["batch", 3, 64, 64]
+    assert len(manifest["source"]["sha256"]) == 64 and manifest["versions"]["onnx"]
+
+
+@pytest.mark.parametrize(("name", "max_abs", "cosine"), [("fp32", 1e-4, 0.999999), ("fp16", 5e-2, 0.9999)])
+def test_openvino_float_irs_match_onnx(artifacts: Path, val_images: np.ndarray, name: str, max_abs: float,
+                                       cosine: float) -> None:
+    xml = artifacts / f"builtin_student.{name}.xml"
+    assert xml.with_suffix(".bin").is_file()
+    manifest = _manifest(xml)
+    assert manifest["kind"] == "openvino" and manifest["precision"] == name
+    assert set(manifest["files_bytes"]) == {xml.name, xml.with_suffix(".bin").name}
+    ref = load_runner(artifacts / "builtin_student.fp32.onnx").run(val_images)
+    agreement = compare_logits(ref, load_runner(xml, precision=name).run(val_images))
+    assert agreement.max_abs < max_abs and agreement.cosine > cosine, agreement
+    if name == "fp16":  # compressed weights: about half the FP32 IR
+        assert xml.with_suffix(".bin").stat().st_size < 0.6 * (artifacts / "builtin_student.fp32.bin").stat().st_size
+
+
+def test_openvino_int8_ir_agrees_with_fp32(artifacts: Path, val_images: np.ndarray) -> None:
+    xml = artifacts / "builtin_student.int8.xml"
+    manifest = _manifest(xml)
+    assert manifest["calibration"]["size"] == 36 and "images of" in manifest["parity_vs_onnx"]["method"]
+    ref = load_runner(artifacts / "builtin_student.fp32.onnx").run(val_images)
+    agreement = compare_logits(ref, load_runner(xml).run(val_images))
+    assert agreement.top1_agreement >= 0.9 and agreement.cosine > 0.99, agreement
+
+
+def test_an_int8_onnx_can_be_exported_again_without_recalibrating(artifacts: Path, tmp_path: Path) -> None:
+    proc = run_cli("export", "--model", str(artifacts / "builtin_student.int8.onnx"), "--backend", "openvino",
+                   "--int8", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "builtin_student.int8.xml").is_file() and not list(tmp_path.glob("*.onnx"))
+
+
+def test_interrupted_exports_leave_nothing_at_the_final_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnx
+    import openvino as ov
+
+    from coatnet_edge.export.api import export
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("killed mid-write")
+
+    monkeypatch.setattr(onnx.checker, "check_model", boom)
+    with pytest.raises(RuntimeError, match="killed"):
+        export("builtin:student", out=tmp_path, backend="onnx", log=lambda s: None)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    export("builtin:student", out=tmp_path, backend="onnx", log=lambda s: None)
+    monkeypatch.setattr(ov, "save_model", lambda *a, **k: (Path(a[1]).write_text("<half"), boom())[1])
+    with pytest.raises(RuntimeError, match="killed"):
+        export("builtin:student", out=tmp_path, backend="openvino", log=lambda s: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["builtin_student.fp32.onnx",
+                                                          "builtin_student.fp32.onnx.manifest.json"]
+
+
+def test_trtexec_line_matches_the_engine_options() -> None:
+    options = EngineOptions(precision="int8", min_batch=1, opt_batch=8, max_batch=32, image_size=224)
+    line = trtexec_command("m.int8.onnx", "m.int8.engine", options)
+    assert line.startswith("trtexec --onnx=m.int8.onnx --saveEngine=m.int8.engine")
+    for part in ("--minShapes=images:1x3x224x224", "--optShapes=images:8x3x224x224",
+                 "--maxShapes=images:32x3x224x224", "--fp16", "--int8", "--memPoolSize=workspace:2048M"):
+        assert part in line
+    assert "--int8" not in trtexec_command("a", "b", EngineOptions(precision="fp16"))
+    with pytest.raises(CoatnetEdgeError, match="min <= opt <= max"):
+        EngineOptions(min_batch=4, opt_batch=2)
+
+
+@pytest.mark.skipif(not HAS_TENSORRT, reason="TensorRT is not installed (NVIDIA GPU machines: "
+                                              "pip install 'coatnet-edge[tensorrt]'; Jetson: JetPack)")
+def test_tensorrt_fp16_and_int8_engines_build(artifacts: Path, tmp_path: Path) -> None:
+    from coatnet_edge.export.api import export
+
+    for model, precision in (("builtin:student", "fp16"), (str(artifacts / "builtin_student.int8.onnx"), "int8")):
+        result = export(model, out=tmp_path, backend="tensorrt", precision=precision, log=lambda s: None)
+        assert result.artifact.suffix == ".engine" and result.artifact.stat().st_size > 0
+        assert any(p.name.endswith(".trtexec.sh") for p in result.extra_files)
+    assert (tmp_path / "timing.cache").is_file()
+
+
+@pytest.mark.skipif(not HAS_TORCH_TENSORRT, reason="torch-tensorrt is not installed (NVIDIA GPU machines: "
+                                                    "pip install 'coatnet-edge[tensorrt]')")
+def test_torch_tensorrt_fp16_compiles(tmp_path: Path) -> None:
+    from coatnet_edge.export.api import export
+
+    result = export("builtin:student", out=tmp_path, backend="torch-tensorrt", precision="fp16", log=lambda s: None)
+    assert result.artifact.suffix == ".ep" and result.artifact.stat().st_size > 0
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
+def test_tensorrt_missing_says_how_to_get_it_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert_one_line_error(run_cli("export", "--model", "builtin:student", "--backend", "tensorrt", "--fp16",
+                                  "--out", str(out)), "tensorrt is not installed", "JetPack")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("args", "needles"), [
+    (["--backend", "tflite"], ["'tflite' is not one of", "openvino", "tensorrt"]),
+    (["--int8"], ["--int8 needs calibration images", "--calib-dir"]),
+    (["--fp16"], ["--fp16 is not available for --backend onnx"]),
+    (["--model", "missing.safetensors"], ["missing.safetensors"]),
+])
+def test_bad_export_requests_are_one_line_and_write_nothing(tmp_path: Path, args: list[str],
+                                                            needles: list[str]) -> None:
+    out = tmp_path / "out"
+    model = [] if "--model" in args else ["--model", "builtin:student"]
+    assert_one_line_error(run_cli("export", *model, *args, "--out", str(out)), *needles)
+    assert not out.exists()
+
+
+def test_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+    assert_one_line_error(run_cli("export", "--model", "builtin:student", "--out", str(target)),
+                          str(target), "not a directory")
+    assert target.read_text() == "x"
