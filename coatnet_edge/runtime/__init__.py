@@ -8,7 +8,7 @@ from typing import Any
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.runtime.base import Runner, RunnerInfo
 
-BACKENDS = ("onnxruntime", "openvino")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 
 
 def load_runner(path: str | Path, *, backend: str | None = None, **options: Any) -> Runner:
@@ -16,7 +16,8 @@ def load_runner(path: str | Path, *, backend: str | None = None, **options: Any)
     path = Path(path)
     if not path.is_file():
         raise CoatnetEdgeError("artifact not found", path=path, fix="check the path")
-    backend = backend or {".onnx": "onnxruntime", ".xml": "openvino"}.get(path.suffix)
+    backend = backend or {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt",
+                          ".plan": "tensorrt"}.get(path.suffix)
     if backend == "onnxruntime":
         from coatnet_edge.runtime.onnxruntime import OnnxRuntimeRunner
 
@@ -25,9 +26,13 @@ def load_runner(path: str | Path, *, backend: str | None = None, **options: Any)
         from coatnet_edge.runtime.openvino import OpenVinoRunner
 
         return OpenVinoRunner(path, **options)
+    if backend == "tensorrt":
+        from coatnet_edge.runtime.tensorrt import TensorRtRunner
+
+        return TensorRtRunner(path, **options)
     raise CoatnetEdgeError(f"unknown artifact type '{path.suffix}'" if backend is None
                            else f"unknown backend '{backend}'", path=path,
-                           fix=f"use an .onnx or .xml artifact, or one of the backends: {', '.join(BACKENDS)}")
+                           fix=f"use an .onnx, .xml or .engine artifact, or one of the backends: {', '.join(BACKENDS)}")
 
 
 __all__ = ["BACKENDS", "Runner", "RunnerInfo", "load_runner"]

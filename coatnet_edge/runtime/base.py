@@ -1,6 +1,7 @@
 """The one interface every backend runner has: run a preprocessed NCHW batch, return logits.
 
-Runners never import torch: they are what an edge device runs with NumPy and one runtime.
+Runners never import torch (they are what an edge device runs with NumPy and one runtime), except
+the TensorRT runner, which takes its CUDA buffers from PyTorch for now.
 """
 
 from __future__ import annotations

@@ -1,0 +1,152 @@
+"""Every artifact `coatnet-edge export` can build on this machine, for the built-in student and for
+CoAtNet-0 at 224: export time, size on disk, parity; plus the residual-add INT8 trade-off.
+
+    python benchmarks/export_artifacts.py [--out runs/export_bench] [--skip-coatnet0]
+
+CoAtNet-0 has random weights here (no downloads): parity and sizes are what they would be for a
+trained model, accuracy is not measured for it. Calibration images: the built-in synthetic dataset,
+generated at 256 px for the 224 model. Latency: OpenVINO CPU, batch 1, 10 warm-up runs then the
+median (p50) of 50 timed runs, all in this process, so ratios are comparable within one run.
+Residual adds: the hybrid PTQ model as built (S1-S2 residual Adds quantized) vs the same with those
+Adds kept in float (`--ignore`): agreement with FP32 on validation images and OpenVINO latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from coatnet_edge.calibration.dataset import build_calibration_set
+from coatnet_edge.data.synth import SynthConfig, write_dataset
+from coatnet_edge.environment import cpu_info
+from coatnet_edge.export.api import export
+from coatnet_edge.metrics import compare_logits
+from coatnet_edge.runtime import load_runner
+
+
+def _p50_ms(path: Path, image: np.ndarray, warmup: int = 10, runs: int = 50) -> float:
+    runner = load_runner(path, backend="openvino")
+    for _ in range(warmup):
+        runner.run(image)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        runner.run(image)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1000)
+
+
+def _residual_adds(onnx_path: Path) -> list[str]:
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    constants = {t.name for t in model.graph.initializer} | {n.output[0] for n in model.graph.node
+                                                             if n.op_type == "Constant"}
+    return [n.name for n in model.graph.node if n.op_type == "Add" and n.name.startswith(("/stages/stages.1/",
+            "/stages/stages.2/")) and not any(i in constants for i in n.input)]
+
+
+def _coatnet0_checkpoint(out: Path) -> Path:
+    import torch
+
+    from coatnet_edge.data.preprocess import PreprocessConfig
+    from coatnet_edge.models.checkpoint import save_checkpoint
+    from coatnet_edge.models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("coatnet_0", num_classes=1000, image_size=224).eval()
+    path = out / "coatnet_0_224.safetensors"
+    save_checkpoint(model, path, preprocess=PreprocessConfig(image_size=224, crop_pct=0.875))
+    return path
+
+
+def bench(model: str, data: Path, out: Path, calib_size: int) -> list[dict]:
+    rows = []
+    targets = [("onnx", "fp32"), ("openvino", "fp32"), ("openvino", "fp16"), ("onnx", "int8"), ("openvino", "int8")]
+    for backend, precision in targets:
+        started = time.perf_counter()
+        int8_onnx = next(out.glob("*.int8.onnx"), None)
+        source = str(int8_onnx) if (backend, precision) == ("openvino", "int8") and int8_onnx else model
+        result = export(source, out=out, backend=backend, precision=precision, calib_dir=data / "train",
+                        log=lambda s: None, **({"calib_size": calib_size} if precision == "int8"
+                                               and source == model else {}))
+        seconds = time.perf_counter() - started
+        m = result.manifest
+        parity = m.get("parity_vs_onnx") or m.get("parity_vs_pytorch") or m.get("check_vs_fp32", {})
+        rows.append({"model": model, "artifact": result.artifact.name, "backend": backend, "precision": precision,
+                     "export_s": round(seconds, 1), "size_mb": round(sum(m.get("files_bytes", {}).values()
+                                                                         or [m["size_bytes"]]) / 1e6, 2),
+                     "parity_vs": parity.get("method", ""), "max_abs": parity.get("max_abs"),
+                     "cosine": parity.get("cosine"), "top1_agreement": parity.get("top1_agreement")})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def residual_tradeoff(model: str, data: Path, out: Path, calib_size: int) -> list[dict]:
+    from coatnet_edge.models.checkpoint import load_checkpoint
+    from coatnet_edge.quantization import quantize
+
+    _, info = load_checkpoint(model)
+    val = build_calibration_set(data / "val", info.preprocess, size=240, seed=1, warn_short=False).images
+    rows = []
+    for label, sub in (("residual adds INT8", "res_int8"), ("residual adds float", "res_float")):
+        target = out / sub
+        ignore = () if sub == "res_int8" else tuple(f"^{name}$" for name in _residual_adds(
+            next(out.glob("*.fp32.onnx"))))
+        result = quantize(model, calib_dir=data / "train", out=target, calib_size=calib_size, ignored_patterns=ignore,
+                          log=lambda s: None)
+        fp32 = result.fp32_onnx
+        ref = np.concatenate([load_runner(fp32).run(val[i:i + 60]) for i in range(0, len(val), 60)])
+        got = np.concatenate([load_runner(result.int8_onnx).run(val[i:i + 60]) for i in range(0, len(val), 60)])
+        xml = export(str(result.int8_onnx), out=target, backend="openvino", precision="int8",
+                     log=lambda s: None).artifact
+        fp32_xml = export(model, out=target, backend="openvino", precision="fp32", log=lambda s: None).artifact
+        image = val[:1]
+        row = {"model": model, "config": label, "ignored_adds": len(ignore),
+               "agreement": compare_logits(ref, got).to_dict(),
+               "ov_fp32_p50_ms": round(_p50_ms(fp32_xml, image), 3), "ov_int8_p50_ms": round(_p50_ms(xml, image), 3)}
+        row["speedup_vs_fp32"] = round(row["ov_fp32_p50_ms"] / row["ov_int8_p50_ms"], 2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/export_bench"))
+    parser.add_argument("--calib-size", type=int, default=300)
+    parser.add_argument("--skip-coatnet0", action="store_true")
+    args = parser.parse_args()
+    print(json.dumps({"cpu": cpu_info()}), flush=True)
+    small = write_dataset(args.out / "data80", SynthConfig(seed=0), workers=2)
+    rows = bench("builtin:student", small, args.out / "student", args.calib_size)
+    rows += residual_tradeoff("builtin:student", small, args.out / "student", args.calib_size)
+    if not args.skip_coatnet0:
+        large = write_dataset(args.out / "data256", SynthConfig(seed=0, image_size=256, train_per_class=25,
+                                                                val_per_class=20), workers=2)
+        checkpoint = _coatnet0_checkpoint(args.out)
+        rows += bench(str(checkpoint), large, args.out / "coatnet_0", args.calib_size)
+        rows += residual_tradeoff(str(checkpoint), large, args.out / "coatnet_0", args.calib_size)
+    print()
+    print("| model | artifact | export s | size MB | parity | max abs | cosine | top-1 agree |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "artifact" in r:
+            print(f"| {r['model']} | {r['artifact']} | {r['export_s']} | {r['size_mb']} | {r['parity_vs']} | "
+                  f"{r['max_abs']:.2e} | {r['cosine']:.6f} | {r['top1_agreement']:.4f} |")
+    print()
+    print("| model | INT8 variant | agreement | cosine | OV FP32 p50 ms | OV INT8 p50 ms | speed-up |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "config" in r:
+            a = r["agreement"]
+            print(f"| {r['model']} | {r['config']} | {a['top1_agreement']:.4f} | {a['cosine']:.5f} | "
+                  f"{r['ov_fp32_p50_ms']} | {r['ov_int8_p50_ms']} | {r['speedup_vs_fp32']} |")
+
+
+if __name__ == "__main__":
+    main()
