@@ -165,3 +165,23 @@ def test_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("export", "--model", "builtin:student", "--out", str(target)),
                           str(target), "not a directory")
     assert target.read_text() == "x"
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _has_cuda(), reason="no CUDA GPU visible (the GPU-side parity check runs where one is)")
+def test_cuda_pytorch_fp16_matches_fp32(val_images: np.ndarray) -> None:
+    """The part of the TensorRT FP16 path a GPU without TensorRT can check: the model in CUDA FP16."""
+    import torch
+
+    model, _ = load_checkpoint("builtin:student")
+    x = torch.from_numpy(val_images)
+    with torch.no_grad():
+        ref = model.eval()(x).numpy()
+        half = model.cuda().half()(x.cuda().half()).float().cpu().numpy()
+    agreement = compare_logits(ref, half)
+    assert agreement.top1_agreement >= 0.97 and agreement.cosine > 0.999, agreement

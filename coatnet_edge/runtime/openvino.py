@@ -14,12 +14,12 @@ import numpy as np
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
 from coatnet_edge.runtime.base import RunnerInfo
 
-_PRECISION_HINTS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+_PRECISION_HINTS = {"fp32": "f32", "int8": "f32", "fp16": "f16", "bf16": "bf16"}  # int8: float parts in f32
 
 
 class OpenVinoRunner:
     def __init__(self, path: str | Path, *, device: str = "CPU", threads: int | None = None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", **_: object):
         try:
             import openvino as ov
         except ImportError:
