@@ -19,6 +19,11 @@ _API = {
     "TrainConfig": "coatnet_edge.training",
     "quantize": "coatnet_edge.quantization",
     "export": "coatnet_edge.export",  # a package made callable: coatnet_edge.export(...) is the verb
+    "evaluate": "coatnet_edge.evaluation",
+    "benchmark": "coatnet_edge.latency",
+    "compare": "coatnet_edge.reporting",
+    "report": "coatnet_edge.reporting",
+    "predict": "coatnet_edge.prediction",
     "create_model": "coatnet_edge.models.registry",
     "list_variants": "coatnet_edge.models.registry",
     "get_variant": "coatnet_edge.models.registry",

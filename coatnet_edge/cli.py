@@ -374,6 +374,148 @@ def info(checkpoint: Path, config: Path | None) -> None:
         click.echo(f"classes: {', '.join(meta.class_names)}")
 
 
+def _batches(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is not a comma-separated list of integers (e.g. 1,8)",
+                                 param_hint="--batch") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"'{text}': batch sizes must be >= 1 (e.g. 1,8)", param_hint="--batch")
+    return values
+
+
+def _timing_options(func):
+    """Options shared by `benchmark` and `compare`."""
+    options = [
+        click.option("--batch", "batch_text", default="1", show_default=True, help="Batch sizes, e.g. 1,8."),
+        click.option("--threads", type=int, default=None, help="Runtime threads (default: the runtime's choice)."),
+        click.option("--warmup", default=10, show_default=True, help="Untimed runs before timing."),
+        click.option("--runs", default=50, show_default=True, help="Timed runs per artifact and batch."),
+        click.option("--seconds", type=float, default=None, help="Time for this long instead of --runs."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _echo_report(rows: list[dict], files: dict, title: str) -> None:
+    from coatnet_edge.reporting import TERMINAL_COLUMNS, table_cells
+
+    devices = sorted({r["device"] for r in rows})
+    columns = TERMINAL_COLUMNS if len(devices) == 1 else ["device", *TERMINAL_COLUMNS]
+    _print_table(f"{title} — {', '.join(devices)}", columns, [table_cells(r, columns) for r in rows])
+    for kind, path in files.items():
+        click.echo(f"{kind}: {path}")
+
+
+@cli.command()
+@click.argument("artifacts", nargs=-1, required=True)
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Labeled or unlabeled image folder.")
+@click.option("--reference", default=None, help="FP32 checkpoint the artifacts are compared with (PyTorch).")
+@click.option("--limit", type=int, default=None, help="Evaluate a seeded, class-stratified sample of this many.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the rows here.")
+def evaluate(artifacts: tuple[str, ...], data: Path, reference: str | None, limit: int | None,
+             json_out: Path | None) -> None:
+    """Top-1/top-5 of artifacts on a folder and their agreement with the FP32 reference.
+
+    \b
+    Example:
+      coatnet-edge evaluate art/m.int8.onnx art/m.int8.xml --data val/ --reference m.safetensors
+    """
+    from coatnet_edge.evaluation import evaluate as run_evaluate
+    from coatnet_edge.manifest import write_json_atomic
+
+    rows = run_evaluate(list(artifacts), data=data, reference=reference, limit=limit)
+    header = ["artifact", "backend", "precision", "top-1", "top-5", "agreement", "cosine", "SQNR dB", "max |diff|"]
+
+    def cell(row: dict, key: str, spec: str) -> str:
+        return "-" if row.get(key) is None else format(row[key], spec)
+
+    _print_table(f"evaluation on {rows[0]['images']} images of {data}", header, [
+        [Path(r["artifact"]).name, r["backend"], r["precision"], cell(r, "top1", ".4f"), cell(r, "top5", ".4f"),
+         cell(r, "vs_reference_top1_agreement", ".4f"), cell(r, "vs_reference_cosine", ".6f"),
+         cell(r, "vs_reference_sqnr_db", ".1f"), cell(r, "vs_reference_max_abs", ".2e")] for r in rows])
+    if json_out:
+        write_json_atomic(json_out, {"schema": "coatnet-edge/evaluation/v1", "data": str(data), "rows": rows})
+
+
+@cli.command()
+@click.argument("artifacts", nargs=-1, required=True)
+@_timing_options
+@click.option("--out", "out_file", type=click.Path(path_type=Path), default=Path("benchmark.json"),
+              show_default=True, help="Results document (JSON, schema coatnet-edge/benchmark/v1).")
+def benchmark(artifacts: tuple[str, ...], batch_text: str, threads: int | None, warmup: int, runs: int,
+              seconds: float | None, out_file: Path) -> None:
+    """Latency (p50/p90/p99/mean/std) and throughput per artifact and batch, with the machine recorded.
+
+    \b
+    Example (on a Jetson, then merge with `report`):
+      coatnet-edge benchmark m.fp16.engine m.int8.engine --batch 1,8 --out jetson.json
+    """
+    from coatnet_edge.latency import benchmark as run_benchmark
+    from coatnet_edge.latency import device_label
+    from coatnet_edge.manifest import write_json_atomic
+
+    doc = run_benchmark(list(artifacts), batches=_batches(batch_text), threads=threads, warmup=warmup, runs=runs,
+                        seconds=seconds)
+    write_json_atomic(out_file, doc)
+    _print_table(f"latency on {device_label(doc['environment'])} ({warmup} warm-up, "
+                 f"{f'{seconds} s' if seconds else f'{runs} runs'} each)",
+                 ["artifact", "backend", "precision", "batch", "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms",
+                  "img/s"],
+                 [[Path(r["artifact"]).name, r["backend"], r["precision"], str(r["batch"]), f"{r['p50_ms']:.3f}",
+                   f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['mean_ms']:.3f}", f"{r['std_ms']:.3f}",
+                   f"{r['throughput_ips']:.1f}"] for r in doc["results"]])
+    click.echo(f"results: {out_file}")
+
+
+@cli.command()
+@click.option("--reference", required=True, help="FP32 checkpoint: the accuracy and speed reference (PyTorch).")
+@click.argument("artifacts", nargs=-1, required=True)
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Labeled or unlabeled image folder.")
+@click.option("--limit", type=int, default=None, help="Evaluate a seeded, class-stratified sample of this many.")
+@_timing_options
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Report folder.")
+def compare(reference: str, artifacts: tuple[str, ...], data: Path, limit: int | None, batch_text: str,
+            threads: int | None, warmup: int, runs: int, seconds: float | None, out_dir: Path) -> None:
+    """Evaluate and time the reference and every artifact in one run: table (md/csv/json) + plot (png).
+
+    \b
+    Example:
+      coatnet-edge compare --reference m.safetensors art/m.fp32.onnx art/m.int8.onnx art/m.int8.xml \\
+          --data val/ --out report/
+    """
+    from coatnet_edge.reporting import compare as run_compare
+
+    result = run_compare(reference, list(artifacts), data=data, out=out_dir, batches=_batches(batch_text),
+                         threads=threads, warmup=warmup, runs=runs, seconds=seconds, limit=limit)
+    _echo_report(result.rows, result.files, f"comparison vs {reference} (speed-up: reference p50 / p50, same run)")
+
+
+@cli.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Report folder.")
+def report(results: tuple[Path, ...], out_dir: Path) -> None:
+    """Merge compare/benchmark results from several devices into one table and one plot."""
+    from coatnet_edge.reporting import report as run_report
+
+    result = run_report(list(results), out=out_dir)
+    _echo_report(result.rows, result.files, f"{len(results)} result files")
+
+
+@cli.command()
+@click.option("--model", required=True, help="An exported artifact (.onnx, .xml, .engine) or a checkpoint.")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--top-k", default=5, show_default=True)
+def predict(model: str, images: tuple[Path, ...], top_k: int) -> None:
+    """Top-k labels per image. Runs with only Pillow, NumPy and onnxruntime or openvino installed."""
+    from coatnet_edge.prediction import predict as run_predict
+
+    for result in run_predict(model, list(images), top_k=top_k):
+        click.echo(f"{result['image']}: " + ", ".join(f"{label} {p:.3f}" for label, p in result["top"]))
+
+
 def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -1,0 +1,113 @@
+"""``coatnet-edge evaluate``: accuracy of artifacts on a folder, and agreement with the FP32 reference.
+
+Every artifact runs on the same preprocessed images (the preprocessing its manifest or checkpoint
+records); with a reference (a checkpoint run in PyTorch FP32) each row also gets top-1 agreement,
+mean logit cosine, SQNR and max-abs error against it. Labeled folders add top-1/top-5; unlabeled
+ones give the agreement metrics only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coatnet_edge.calibration.dataset import build_calibration_set
+from coatnet_edge.data.preprocess import PreprocessConfig
+from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.manifest import read_manifest
+from coatnet_edge.metrics import compare_logits
+from coatnet_edge.progress import progress_bar
+
+
+@dataclass
+class EvalData:
+    root: Path
+    images: np.ndarray
+    labels: np.ndarray | None
+    classes: list[str]
+
+
+def artifact_profile(path: str | Path) -> tuple[PreprocessConfig, list[str]]:
+    """Preprocessing and class names of a checkpoint or an exported artifact (from its manifest)."""
+    from coatnet_edge.runtime import backend_for, load_runner
+
+    if backend_for(path) is None:
+        load_runner(path)  # raises the one-line "unknown artifact type" error
+    if backend_for(path) == "pytorch":
+        from coatnet_edge.models.checkpoint import load_checkpoint
+
+        _, info = load_checkpoint(path)
+        return info.preprocess, list(info.class_names or [])
+    manifest = read_manifest(path)
+    if manifest is None or "preprocess" not in manifest:
+        raise CoatnetEdgeError("no coatnet-edge manifest next to this artifact (preprocessing unknown)", path=path,
+                               fix="export it with `coatnet-edge export`, which writes <artifact>.manifest.json")
+    return PreprocessConfig.from_dict(manifest["preprocess"], source=path), list(manifest.get("class_names") or [])
+
+
+def load_eval_data(data: str | Path, preprocess: PreprocessConfig, class_names: list[str], *,
+                   limit: int | None = None, seed: int = 0) -> EvalData:
+    """Preprocessed images (a seeded, class-stratified sample of ``limit`` when given) and labels."""
+    from coatnet_edge.data.folders import scan_folder
+
+    size = limit or len(scan_folder(data, verify=False))
+    sample = build_calibration_set(data, preprocess, size=size, seed=seed, min_images=1, warn_short=False,
+                                   purpose="evaluation")
+    if sample.labels is not None and class_names and sample.classes != class_names:
+        raise CoatnetEdgeError(
+            f"the folder's classes ({len(sample.classes)}: {', '.join(sample.classes[:4])}...) are not the model's "
+            f"({len(class_names)}: {', '.join(class_names[:4])}...)", path=data,
+            fix="use a folder with the model's class subfolders, or an unlabeled folder (agreement metrics only)")
+    return EvalData(Path(data), sample.images, sample.labels, sample.classes)
+
+
+def run_batches(runner: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    return np.concatenate([runner.run(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def evaluate(artifacts: list[str | Path], *, data: str | Path, reference: str | Path | None = None,
+             limit: int | None = None, batch_size: int = 64, threads: int | None = None) -> list[dict[str, Any]]:
+    """One row per artifact (reference first when given): accuracy and agreement with the reference."""
+    from coatnet_edge.runtime import load_runner
+
+    items = ([reference] if reference is not None else []) + [a for a in artifacts if a != reference]
+    if not items:
+        raise CoatnetEdgeError("nothing to evaluate", fix="name at least one artifact")
+    profiles = [artifact_profile(a) for a in items]
+    preprocess, class_names = profiles[0]
+    for item, (pre, _) in zip(items[1:], profiles[1:], strict=True):
+        if pre.to_dict() != preprocess.to_dict():
+            raise CoatnetEdgeError(f"its preprocessing differs from {items[0]}'s", path=item,
+                                   fix="compare artifacts of the same model (same input size and normalization)")
+    dataset = load_eval_data(data, preprocess, class_names, limit=limit)
+    rows, ref_logits = [], None
+    with progress_bar("evaluate") as bar:
+        for done, item in enumerate(items, 1):
+            runner = load_runner(item, threads=threads)
+            logits = run_batches(runner, dataset.images, batch_size)
+            row = {"artifact": str(item), **runner.info.to_dict(), "images": len(dataset.images),
+                   "size_bytes": _size(item)}
+            if dataset.labels is not None:
+                row["top1"] = float(np.mean(logits.argmax(1) == dataset.labels))
+                top5 = np.argsort(-logits, axis=1)[:, :5]
+                row["top5"] = float(np.mean((top5 == dataset.labels[:, None]).any(1)))
+            if reference is not None:
+                ref_logits = logits if ref_logits is None else ref_logits
+                row.update({f"vs_reference_{k}": v for k, v in compare_logits(ref_logits, logits).to_dict().items()})
+            rows.append(row)
+            bar(done, len(items), Path(str(item)).name)
+    return rows
+
+
+def _size(item: str | Path) -> int | None:
+    """Bytes on disk of the artifact and its weight file (.bin next to an OpenVINO .xml)."""
+    from coatnet_edge.models.builtin import resolve_source
+
+    path = resolve_source(item) if str(item).startswith("builtin:") else Path(item)
+    if not path.is_file():
+        return None
+    extra = path.with_suffix(".bin")
+    return path.stat().st_size + (extra.stat().st_size if path.suffix == ".xml" and extra.is_file() else 0)

@@ -1,0 +1,174 @@
+"""``coatnet-edge compare`` and ``coatnet-edge report``: one table and one plot per comparison.
+
+``compare`` evaluates and times the FP32 reference and every artifact in one run on one machine
+(so speed-ups are ratios measured together) and writes ``compare.{md,csv,json,png}``. ``report``
+merges such files from several machines (each ran ``compare`` or ``benchmark`` locally) into one
+table and one plot, one colour per device.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.latency import SCHEMA as BENCHMARK_SCHEMA
+from coatnet_edge.latency import device_label, read_results
+from coatnet_edge.manifest import atomic_path, ensure_output_dir, write_json_atomic
+
+COMPARISON_SCHEMA = "coatnet-edge/comparison/v1"
+COLUMNS = ["device", "artifact", "backend", "precision", "top1", "agreement", "cosine", "sqnr_db", "size_mb",
+           "batch", "p50_ms", "p90_ms", "speedup"]
+
+
+@dataclass
+class Report:
+    rows: list[dict[str, Any]]
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def compare(reference: str | Path, artifacts: list[str | Path], *, data: str | Path, out: str | Path,
+            batches: tuple[int, ...] = (1,), threads: int | None = None, warmup: int = 10, runs: int | None = 50,
+            seconds: float | None = None, limit: int | None = None) -> Report:
+    """Evaluate + benchmark the reference and the artifacts; write the table (md/csv/json) and plot (png)."""
+    from coatnet_edge.evaluation import evaluate
+    from coatnet_edge.latency import benchmark
+
+    accuracy = evaluate(artifacts, data=data, reference=reference, limit=limit, threads=threads)
+    items = [reference] + [a for a in artifacts if a != reference]
+    timing = benchmark(items, batches=batches, threads=threads, warmup=warmup, runs=runs, seconds=seconds)
+    doc = {"schema": COMPARISON_SCHEMA, "created": timing["created"], "environment": timing["environment"],
+           "method": {**timing["method"], "accuracy": f"{accuracy[0]['images']} images of {data}",
+                      "reference": str(reference), "speedup": "reference p50 / artifact p50, same batch, same run"},
+           "accuracy": accuracy, "latency": timing["results"]}
+    return write_report(comparison_rows(doc), out, stem="compare", sources=[doc])
+
+
+def comparison_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Join accuracy and latency of one comparison document into table rows (one per artifact x batch)."""
+    device = device_label(doc["environment"])
+    accuracy = {row["artifact"]: row for row in doc.get("accuracy", [])}
+    latency = doc.get("latency") or doc.get("results") or []
+    reference = doc.get("method", {}).get("reference")
+    ref_p50 = {r["batch"]: r["p50_ms"] for r in latency if r["artifact"] == reference}
+    rows = []
+    for lat in latency:
+        acc = accuracy.get(lat["artifact"], {})
+        rows.append({
+            "device": device, "artifact": Path(lat["artifact"]).name, "backend": lat["backend"],
+            "precision": lat["precision"], "top1": acc.get("top1"), "agreement": acc.get("vs_reference_top1_agreement"),
+            "cosine": acc.get("vs_reference_cosine"), "sqnr_db": acc.get("vs_reference_sqnr_db"),
+            "size_mb": lat["size_bytes"] / 1e6 if lat.get("size_bytes") else None, "batch": lat["batch"],
+            "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"],
+            "speedup": ref_p50[lat["batch"]] / lat["p50_ms"] if lat["batch"] in ref_p50 else None})
+    return rows
+
+
+def report(results: list[str | Path], *, out: str | Path) -> Report:
+    """Merge comparison/benchmark files from several devices into one table and one plot."""
+    if not results:
+        raise CoatnetEdgeError("no results files given", fix="pass the compare.json / benchmark JSON of each device")
+    docs = [read_results(path, schemas=(COMPARISON_SCHEMA, BENCHMARK_SCHEMA)) for path in results]
+    rows = [row for doc in docs for row in comparison_rows(doc)]
+    return write_report(rows, out, stem="report", sources=docs)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and value == float("inf"):
+        return "inf"
+    return format(value, spec)
+
+
+FORMATS = {"top1": ".4f", "agreement": ".4f", "cosine": ".6f", "sqnr_db": ".1f", "size_mb": ".2f", "p50_ms": ".3f",
+           "p90_ms": ".3f", "speedup": ".2f"}
+
+
+TERMINAL_COLUMNS = ["artifact", "backend", "precision", "top1", "agreement", "cosine", "size_mb", "batch", "p50_ms",
+                    "p90_ms", "speedup"]
+
+
+def table_cells(row: dict[str, Any], columns: list[str] = COLUMNS) -> list[str]:
+    return [_fmt(row.get(c), FORMATS.get(c, "")) if c in FORMATS else str(row.get(c, "")) for c in columns]
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(rows: list[dict[str, Any]], out: str | Path, *, stem: str, sources: list[dict]) -> Report:
+    out = ensure_output_dir(out)
+    files = {"md": out / f"{stem}.md", "csv": out / f"{stem}.csv", "json": out / f"{stem}.json",
+             "png": out / f"{stem}.png"}
+    methods = sorted({json.dumps(s.get("method", {}), sort_keys=True) for s in sources})
+    header = f"# coatnet-edge {stem}\n\nDevices: {', '.join(sorted({r['device'] for r in rows}))}\n\n"
+    footer = "\nMethod: " + "; ".join(methods) + "\n"
+    with atomic_path(files["md"]) as tmp:
+        tmp.write_text(header + markdown_table(rows) + footer)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(COLUMNS)
+    writer.writerows([["" if r.get(c) is None else r.get(c) for c in COLUMNS] for r in rows])
+    with atomic_path(files["csv"]) as tmp:
+        tmp.write_text(buffer.getvalue())
+    write_json_atomic(files["json"], sources[0] if len(sources) == 1 and stem == "compare"
+                      else {"schema": "coatnet-edge/report/v1", "rows": rows, "sources": sources})
+    plot(rows, files["png"], title=f"coatnet-edge {stem}: accuracy vs latency")
+    return Report(rows, files)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points not dominated (lower latency and higher accuracy is better)."""
+    front = []
+    for i, (lat, acc) in enumerate(points):
+        if not any((l2 <= lat and a2 >= acc) and (l2 < lat or a2 > acc) for j, (l2, a2) in enumerate(points) if j != i):
+            front.append(i)
+    return front
+
+
+def plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> Path:
+    """Accuracy (top-1, else agreement) vs p50 latency, one point per backend x precision, colour per
+    device, Pareto front of each device drawn as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    metric = "top1" if any(r.get("top1") is not None for r in rows) else "agreement"
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    devices = sorted({r["device"] for r in rows})
+    colours = plt.get_cmap("tab10")
+    batch = min(r["batch"] for r in rows)
+    for k, device in enumerate(devices):
+        chosen = [r for r in rows if r["device"] == device and r["batch"] == batch and r.get(metric) is not None]
+        points = [(r["p50_ms"], r[metric]) for r in chosen]
+        ax.scatter([p[0] for p in points], [p[1] for p in points], color=colours(k), label=device, zorder=3)
+        for r, (x, y) in zip(chosen, points, strict=True):
+            ax.annotate(f"{r['backend']} {r['precision']}", (x, y), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+        front = sorted(points[i] for i in pareto_front(points))
+        ax.scatter([p[0] for p in front], [p[1] for p in front], s=160, facecolors="none", edgecolors=colours(k),
+                   linewidths=1.5, zorder=4, label=f"Pareto front ({device})")
+        if len(front) > 1:
+            ax.plot([p[0] for p in front], [p[1] for p in front], color=colours(k), linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel(f"p50 latency, batch {batch} (ms, log scale)")
+    ax.set_ylabel("top-1 accuracy" if metric == "top1" else "top-1 agreement with FP32")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
