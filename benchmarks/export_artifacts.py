@@ -50,7 +50,7 @@ def _residual_adds(onnx_path: Path) -> list[str]:
             "/stages/stages.2/")) and not any(i in constants for i in n.input)]
 
 
-def _coatnet0_checkpoint(out: Path) -> Path:
+def coatnet0_checkpoint(out: Path) -> Path:
     import torch
 
     from coatnet_edge.data.preprocess import PreprocessConfig
@@ -128,7 +128,7 @@ def main() -> None:
     if not args.skip_coatnet0:
         large = write_dataset(args.out / "data256", SynthConfig(seed=0, image_size=256, train_per_class=25,
                                                                 val_per_class=20), workers=2)
-        checkpoint = _coatnet0_checkpoint(args.out)
+        checkpoint = coatnet0_checkpoint(args.out)
         rows += bench(str(checkpoint), large, args.out / "coatnet_0", args.calib_size)
         rows += residual_tradeoff(str(checkpoint), large, args.out / "coatnet_0", args.calib_size)
     print()

@@ -151,22 +151,24 @@ def plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> Path:
         chosen = [r for r in rows if r["device"] == device and r["batch"] == batch and r.get(metric) is not None]
         points = [(r["p50_ms"], r[metric]) for r in chosen]
         ax.scatter([p[0] for p in points], [p[1] for p in points], color=colours(k), label=device, zorder=3)
-        for r, (x, y) in zip(chosen, points, strict=True):
-            ax.annotate(f"{r['backend']} {r['precision']}", (x, y), fontsize=7, xytext=(4, 3),
-                        textcoords="offset points")
+        for i, (r, (x, y)) in enumerate(sorted(zip(chosen, points, strict=True), key=lambda rp: rp[1][0])):
+            ax.annotate(f"{r['backend']} {r['precision']}", (x, y), fontsize=7, xytext=(4, 4 if i % 2 else -10),
+                        textcoords="offset points")  # alternate above/below so neighbours don't overlap
         front = sorted(points[i] for i in pareto_front(points))
         ax.scatter([p[0] for p in front], [p[1] for p in front], s=160, facecolors="none", edgecolors=colours(k),
                    linewidths=1.5, zorder=4, label=f"Pareto front ({device})")
         if len(front) > 1:
             ax.plot([p[0] for p in front], [p[1] for p in front], color=colours(k), linestyle="--", linewidth=1)
     ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.margins(x=0.12, y=0.12)
     ax.set_xlabel(f"p50 latency, batch {batch} (ms, log scale)")
     ax.set_ylabel("top-1 accuracy" if metric == "top1" else "top-1 agreement with FP32")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

@@ -130,11 +130,16 @@ def test_tensorrt_fp16_and_int8_engines_build(artifacts: Path, tmp_path: Path) -
 
 @pytest.mark.skipif(not HAS_TORCH_TENSORRT, reason="torch-tensorrt is not installed (NVIDIA GPU machines: "
                                                     "pip install 'coatnet-edge[tensorrt]')")
-def test_torch_tensorrt_fp16_compiles(tmp_path: Path) -> None:
+def test_torch_tensorrt_fp16_and_int8_compile(tmp_path: Path, tiny_dataset: Path) -> None:
     from coatnet_edge.export.api import export
 
     result = export("builtin:student", out=tmp_path, backend="torch-tensorrt", precision="fp16", log=lambda s: None)
     assert result.artifact.suffix == ".ep" and result.artifact.stat().st_size > 0
+    if importlib.util.find_spec("modelopt") is None:
+        pytest.skip("nvidia-modelopt is not installed (Torch-TensorRT's INT8 route needs it)")
+    result = export("builtin:student", out=tmp_path, backend="torch-tensorrt", precision="int8",
+                    calib_dir=tiny_dataset / "train", calib_size=24, log=lambda s: None)
+    assert result.artifact.name.endswith(".int8.ep")
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")

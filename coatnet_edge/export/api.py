@@ -25,7 +25,7 @@ BACKENDS: dict[str, tuple[str, ...]] = {
     "onnx": ("fp32", "int8"),
     "openvino": ("fp32", "fp16", "int8"),
     "tensorrt": ("fp32", "fp16", "int8"),
-    "torch-tensorrt": ("fp32", "fp16"),
+    "torch-tensorrt": ("fp32", "fp16", "int8"),
 }
 PARITY_IMAGES = 8
 
@@ -64,10 +64,15 @@ def export(model: str | Path, *, out: str | Path, backend: str = "onnx", precisi
         import_torch_tensorrt()
     source = Path(str(model))
     given_onnx = source.suffix == ".onnx"
+    if precision == "int8" and backend == "torch-tensorrt" and (given_onnx or calib_dir is None):
+        raise CoatnetEdgeError("torch-tensorrt --int8 calibrates the PyTorch model itself",
+                               fix="pass the checkpoint as --model and --calib-dir DIR")
     if precision == "int8" and not given_onnx and calib_dir is None:
         raise CoatnetEdgeError("--int8 needs calibration images or an already-quantized model",
                                fix="add --calib-dir DIR (a few hundred images), or pass an INT8 .onnx as --model")
-    if given_onnx:
+    if backend == "torch-tensorrt" and precision == "int8":  # Model Optimizer calibrates the torch model
+        onnx_path, record, net = _onnx_from_checkpoint(model, out, "fp32", None, dynamic_batch, batch, log, {})
+    elif given_onnx:
         onnx_path, record = _given_onnx(source, precision)
         net = None
     else:
@@ -102,7 +107,14 @@ def export(model: str | Path, *, out: str | Path, backend: str = "onnx", precisi
             if net is None:
                 raise CoatnetEdgeError("torch-tensorrt compiles the PyTorch model, not an ONNX file", path=source,
                                        fix="pass the checkpoint as --model")
-            artifact = compile_and_save(net, out / f"{stem}.{precision}.ep", options)
+            calibration = None
+            if precision == "int8":
+                from coatnet_edge.calibration.dataset import build_calibration_set
+                from coatnet_edge.data.preprocess import PreprocessConfig
+
+                calibration = build_calibration_set(calib_dir, PreprocessConfig.from_dict(record["preprocess"]),
+                                                    size=quantize_options.get("calib_size", 300)).images
+            artifact = compile_and_save(net, out / f"{stem}.{precision}.ep", options, calibration)
             extra = []
         parity = {"method": "not run: TensorRT artifacts are checked by `coatnet-edge evaluate` on the GPU"}
     seconds = time.perf_counter() - started

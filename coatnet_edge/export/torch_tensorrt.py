@@ -1,14 +1,17 @@
-"""Torch-TensorRT: compile the PyTorch CoAtNet (dynamo IR) with FP32/FP16 kernels and save it.
+"""Torch-TensorRT: compile the PyTorch CoAtNet (dynamo IR) with FP32/FP16/INT8 kernels and save it.
 
-INT8 through Torch-TensorRT needs a model fake-quantized by NVIDIA's Model Optimizer; this toolkit's
-INT8 is the Q/DQ ONNX, which ``--backend tensorrt --int8`` builds into an engine directly, so
-``--int8`` here says so instead of producing a differently quantized model.
+INT8 follows Torch-TensorRT's documented PTQ route: NVIDIA Model Optimizer (``mtq.quantize`` with
+``INT8_DEFAULT_CFG``: per-channel weights, per-tensor activations, Conv/Linear inputs only, so
+LayerNorm, Softmax and residual adds stay float) calibrated on the same calibration images as the
+NNCF path, exported under ``export_torch_mode`` and compiled with ``enabled_precisions={int8}``.
+The NNCF Q/DQ ONNX remains the one INT8 model for ONNX Runtime, OpenVINO and ``--backend tensorrt``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from torch import nn
 
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
@@ -24,29 +27,58 @@ def import_torch_tensorrt():
     return torch_tensorrt
 
 
-def compile_and_save(model: nn.Module, path: str | Path, options: EngineOptions) -> Path:
-    """Compile ``model`` for the local GPU and save it as an ExportedProgram (``.ep``)."""
+def compile_and_save(model: nn.Module, path: str | Path, options: EngineOptions,
+                     calibration: np.ndarray | None = None) -> Path:
+    """Compile ``model`` for the local GPU and save it as an ExportedProgram (``.ep``).
+
+    INT8 needs ``calibration`` (preprocessed NCHW images) for Model Optimizer's PTQ.
+    """
     import torch
 
     from coatnet_edge.models.coatnet import export_mode
 
-    if options.precision == "int8":
-        raise CoatnetEdgeError("torch-tensorrt --int8 needs a Model-Optimizer-quantized model",
-                               fix="use --backend tensorrt --int8 (builds the engine from the toolkit's Q/DQ ONNX)")
     torch_tensorrt = import_torch_tensorrt()
+    if options.precision == "int8" and calibration is None:
+        raise CoatnetEdgeError("torch-tensorrt --int8 needs calibration images", fix="add --calib-dir DIR")
     if not torch.cuda.is_available():
         raise CoatnetEdgeError("torch-tensorrt needs a CUDA GPU and none is visible",
                                fix="run the export on the machine with the NVIDIA GPU")
     path = Path(path)
-    precisions = {torch.float16} if options.precision == "fp16" else {torch.float32}
+    precisions = {"fp16": {torch.float16}, "int8": {torch.int8, torch.float16}}.get(options.precision,
+                                                                                     {torch.float32})
     inputs = [torch_tensorrt.Input(min_shape=options.shape(options.min_batch),
                                    opt_shape=options.shape(options.opt_batch),
                                    max_shape=options.shape(options.max_batch), dtype=torch.float32)]
     model = model.cuda()
+    example = torch.zeros(options.shape(options.opt_batch), device="cuda")
     with export_mode(model), torch.no_grad():
-        compiled = torch_tensorrt.compile(model, ir="dynamo", inputs=inputs, enabled_precisions=precisions,
-                                          workspace_size=options.workspace_mib << 20)
-        example = torch.zeros(options.shape(options.opt_batch), device="cuda")
+        if options.precision == "int8":
+            compiled = _compile_int8(model, calibration, example, inputs, precisions, options)
+        else:
+            compiled = torch_tensorrt.compile(model, ir="dynamo", inputs=inputs, enabled_precisions=precisions,
+                                              workspace_size=options.workspace_mib << 20)
         with atomic_path(path) as tmp:
             torch_tensorrt.save(compiled, str(tmp), output_format="exported_program", inputs=[example])
     return path
+
+
+def _compile_int8(model: nn.Module, calibration: np.ndarray, example, inputs, precisions, options: EngineOptions):
+    import torch
+    import torch_tensorrt
+
+    try:
+        import modelopt.torch.quantization as mtq
+        from modelopt.torch.quantization.utils import export_torch_mode
+    except ImportError:
+        raise MissingDependencyError("nvidia-modelopt", hint="pip install nvidia-modelopt (Torch-TensorRT's INT8 "
+                                                             "PTQ route)") from None
+
+    def forward_loop(net: nn.Module) -> None:
+        for start in range(0, len(calibration), 16):
+            net(torch.from_numpy(calibration[start:start + 16]).cuda())
+
+    mtq.quantize(model, mtq.INT8_DEFAULT_CFG, forward_loop=forward_loop)
+    with export_torch_mode():
+        program = torch.export.export(model, (example,))
+        return torch_tensorrt.dynamo.compile(program, inputs=inputs, enabled_precisions=precisions,
+                                             workspace_size=options.workspace_mib << 20)
