@@ -38,20 +38,22 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--calib-size", type=int, default=300)
     parser.add_argument("--skip-coatnet0", action="store_true")
+    parser.add_argument("--only-coatnet0", action="store_true")
     args = parser.parse_args()
     print(json.dumps({"cpu": cpu_info()}), flush=True)
     jobs = [("builtin:student", write_dataset(args.out / "data80", SynthConfig(seed=0), workers=2), None)]
+    # CoAtNet-0 has random weights and 1,000 outputs: its rows use the images unlabeled (agreement only).
     if not args.skip_coatnet0:
         from export_artifacts import coatnet0_checkpoint  # the script folder is on sys.path
 
         large = write_dataset(args.out / "data256", SynthConfig(seed=0, image_size=256, train_per_class=25,
                                                                 val_per_class=20), workers=2)
-        jobs.append((str(coatnet0_checkpoint(args.out)), large, None))
-    for model, data, limit in jobs:
+        jobs.append((str(coatnet0_checkpoint(args.out)), large, False))
+    for model, data, labeled in jobs[1:] if args.only_coatnet0 else jobs:
         name = Path(model.replace("builtin:", "builtin_")).stem
         built = artifacts_for(model, data, args.out / name / "artifacts", args.calib_size)
         result = compare(model, built, data=data / "val", out=args.out / name / "report", batches=(1, 8),
-                         runs=args.runs, limit=limit)
+                         runs=args.runs, labeled=labeled)
         print(f"\n## {model}\n")
         print(markdown_table(result.rows))
         for batch in (1, 8):

@@ -414,8 +414,9 @@ def _echo_report(rows: list[dict], files: dict, title: str) -> None:
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Labeled or unlabeled image folder.")
 @click.option("--reference", default=None, help="FP32 checkpoint the artifacts are compared with (PyTorch).")
 @click.option("--limit", type=int, default=None, help="Evaluate a seeded, class-stratified sample of this many.")
+@click.option("--unlabeled", is_flag=True, help="Treat class subfolders as unlabeled images (agreement only).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the rows here.")
-def evaluate(artifacts: tuple[str, ...], data: Path, reference: str | None, limit: int | None,
+def evaluate(artifacts: tuple[str, ...], data: Path, reference: str | None, limit: int | None, unlabeled: bool,
              json_out: Path | None) -> None:
     """Top-1/top-5 of artifacts on a folder and their agreement with the FP32 reference.
 
@@ -426,7 +427,8 @@ def evaluate(artifacts: tuple[str, ...], data: Path, reference: str | None, limi
     from coatnet_edge.evaluation import evaluate as run_evaluate
     from coatnet_edge.manifest import write_json_atomic
 
-    rows = run_evaluate(list(artifacts), data=data, reference=reference, limit=limit)
+    rows = run_evaluate(list(artifacts), data=data, reference=reference, limit=limit,
+                        labeled=False if unlabeled else None)
     header = ["artifact", "backend", "precision", "top-1", "top-5", "agreement", "cosine", "SQNR dB", "max |diff|"]
 
     def cell(row: dict, key: str, spec: str) -> str:
@@ -475,10 +477,12 @@ def benchmark(artifacts: tuple[str, ...], batch_text: str, threads: int | None, 
 @click.argument("artifacts", nargs=-1, required=True)
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Labeled or unlabeled image folder.")
 @click.option("--limit", type=int, default=None, help="Evaluate a seeded, class-stratified sample of this many.")
+@click.option("--unlabeled", is_flag=True, help="Treat class subfolders as unlabeled images (agreement only).")
 @_timing_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Report folder.")
-def compare(reference: str, artifacts: tuple[str, ...], data: Path, limit: int | None, batch_text: str,
-            threads: int | None, warmup: int, runs: int, seconds: float | None, out_dir: Path) -> None:
+def compare(reference: str, artifacts: tuple[str, ...], data: Path, limit: int | None, unlabeled: bool,
+            batch_text: str, threads: int | None, warmup: int, runs: int, seconds: float | None,
+            out_dir: Path) -> None:
     """Evaluate and time the reference and every artifact in one run: table (md/csv/json) + plot (png).
 
     \b
@@ -489,7 +493,8 @@ def compare(reference: str, artifacts: tuple[str, ...], data: Path, limit: int |
     from coatnet_edge.reporting import compare as run_compare
 
     result = run_compare(reference, list(artifacts), data=data, out=out_dir, batches=_batches(batch_text),
-                         threads=threads, warmup=warmup, runs=runs, seconds=seconds, limit=limit)
+                         threads=threads, warmup=warmup, runs=runs, seconds=seconds, limit=limit,
+                         labeled=False if unlabeled else None)
     _echo_report(result.rows, result.files, f"comparison vs {reference} (speed-up: reference p50 / p50, same run)")
 
 

@@ -49,13 +49,13 @@ def artifact_profile(path: str | Path) -> tuple[PreprocessConfig, list[str]]:
 
 
 def load_eval_data(data: str | Path, preprocess: PreprocessConfig, class_names: list[str], *,
-                   limit: int | None = None, seed: int = 0) -> EvalData:
+                   limit: int | None = None, seed: int = 0, labeled: bool | None = None) -> EvalData:
     """Preprocessed images (a seeded, class-stratified sample of ``limit`` when given) and labels."""
     from coatnet_edge.data.folders import scan_folder
 
-    size = limit or len(scan_folder(data, verify=False))
+    size = limit or len(scan_folder(data, labeled=labeled, verify=False))
     sample = build_calibration_set(data, preprocess, size=size, seed=seed, min_images=1, warn_short=False,
-                                   purpose="evaluation")
+                                   purpose="evaluation", labeled=labeled)
     if sample.labels is not None and class_names and sample.classes != class_names:
         raise CoatnetEdgeError(
             f"the folder's classes ({len(sample.classes)}: {', '.join(sample.classes[:4])}...) are not the model's "
@@ -69,8 +69,12 @@ def run_batches(runner: Any, images: np.ndarray, batch_size: int = 64) -> np.nda
 
 
 def evaluate(artifacts: list[str | Path], *, data: str | Path, reference: str | Path | None = None,
-             limit: int | None = None, batch_size: int = 64, threads: int | None = None) -> list[dict[str, Any]]:
-    """One row per artifact (reference first when given): accuracy and agreement with the reference."""
+             limit: int | None = None, batch_size: int = 64, threads: int | None = None,
+             labeled: bool | None = None) -> list[dict[str, Any]]:
+    """One row per artifact (reference first when given): accuracy and agreement with the reference.
+
+    ``labeled=False`` treats a class-folder tree as unlabeled images (agreement metrics only).
+    """
     from coatnet_edge.runtime import load_runner
 
     items = ([reference] if reference is not None else []) + [a for a in artifacts if a != reference]
@@ -82,12 +86,16 @@ def evaluate(artifacts: list[str | Path], *, data: str | Path, reference: str | 
         if pre.to_dict() != preprocess.to_dict():
             raise CoatnetEdgeError(f"its preprocessing differs from {items[0]}'s", path=item,
                                    fix="compare artifacts of the same model (same input size and normalization)")
-    dataset = load_eval_data(data, preprocess, class_names, limit=limit)
+    dataset = load_eval_data(data, preprocess, class_names, limit=limit, labeled=labeled)
     rows, ref_logits = [], None
     with progress_bar("evaluate") as bar:
         for done, item in enumerate(items, 1):
             runner = load_runner(item, threads=threads)
             logits = run_batches(runner, dataset.images, batch_size)
+            if dataset.labels is not None and logits.shape[1] != len(dataset.classes):
+                raise CoatnetEdgeError(f"the folder has {len(dataset.classes)} classes, the model outputs "
+                                       f"{logits.shape[1]}", path=data,
+                                       fix="use a folder with the model's classes, or --unlabeled (agreement only)")
             row = {"artifact": str(item), **runner.info.to_dict(), "images": len(dataset.images),
                    "size_bytes": _size(item)}
             if dataset.labels is not None:

@@ -33,12 +33,12 @@ class Report:
 
 def compare(reference: str | Path, artifacts: list[str | Path], *, data: str | Path, out: str | Path,
             batches: tuple[int, ...] = (1,), threads: int | None = None, warmup: int = 10, runs: int | None = 50,
-            seconds: float | None = None, limit: int | None = None) -> Report:
+            seconds: float | None = None, limit: int | None = None, labeled: bool | None = None) -> Report:
     """Evaluate + benchmark the reference and the artifacts; write the table (md/csv/json) and plot (png)."""
     from coatnet_edge.evaluation import evaluate
     from coatnet_edge.latency import benchmark
 
-    accuracy = evaluate(artifacts, data=data, reference=reference, limit=limit, threads=threads)
+    accuracy = evaluate(artifacts, data=data, reference=reference, limit=limit, threads=threads, labeled=labeled)
     items = [reference] + [a for a in artifacts if a != reference]
     timing = benchmark(items, batches=batches, threads=threads, warmup=warmup, runs=runs, seconds=seconds)
     doc = {"schema": COMPARISON_SCHEMA, "created": timing["created"], "environment": timing["environment"],

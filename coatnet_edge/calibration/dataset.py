@@ -58,7 +58,7 @@ class CalibrationSet:
 
 def build_calibration_set(calib_dir: str | Path, preprocess: PreprocessConfig, *, size: int = DEFAULT_SIZE,
                           seed: int = 0, min_images: int = MIN_IMAGES, warn_short: bool = True,
-                          purpose: str = "calibration") -> CalibrationSet:
+                          purpose: str = "calibration", labeled: bool | None = None) -> CalibrationSet:
     """Pick ``size`` images (stratified over class subfolders when present), decode and preprocess them.
 
     Unreadable files are skipped and listed; fewer usable images than asked is a warning, fewer than
@@ -66,7 +66,7 @@ def build_calibration_set(calib_dir: str | Path, preprocess: PreprocessConfig, *
     """
     if size < 1:
         raise CoatnetEdgeError(f"--calib-size must be >= 1, got {size}", fix="e.g. --calib-size 300")
-    folder = scan_folder(calib_dir, verify=False)
+    folder = scan_folder(calib_dir, labeled=labeled, verify=False)
     label_of = {s.path: s.label for s in folder.samples}
     order = _stratified_order(folder, np.random.default_rng(seed))
     paths, arrays, short_sides, skipped = [], [], [], list(folder.skipped)
