@@ -1,0 +1,83 @@
+"""timm CoAtNets as a model source (issue 8 groundwork): build without downloads, strict local weights,
+timm's preprocessing reproduced, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from coatnet_edge.errors import CoatnetEdgeError
+from tests.conftest import REPO
+
+timm = pytest.importorskip("timm")
+
+from coatnet_edge.models.timm_source import load_timm_model, parse_timm_source, timm_preprocess  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def nano_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Module]:
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = timm.create_model("coatnet_nano_rw_224", pretrained=False, num_classes=12).eval()
+    path = tmp_path_factory.mktemp("timm") / "nano_finetuned.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path, model
+
+
+def test_timm_model_loads_from_local_weights_with_its_class_count(nano_weights: tuple) -> None:
+    path, original = nano_weights
+    model, pre = load_timm_model(parse_timm_source("timm:coatnet_nano_rw_224", weights=path))
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), original(x))
+    assert model.num_classes == 12
+    assert (pre.image_size, pre.crop_pct, pre.interpolation, pre.mean) == (224, 0.9, "bicubic", (0.5, 0.5, 0.5))
+
+
+def test_our_preprocessing_equals_timms_eval_transform(nano_weights: tuple, tmp_path: Path) -> None:
+    from coatnet_edge.data.preprocess import load_image, preprocess_image
+
+    _, model = nano_weights
+    rng = np.random.default_rng(0)
+    image = tmp_path / "photo.jpg"
+    smooth = np.clip(rng.normal(128, 40, (300, 400, 3)).cumsum(axis=1) / 40, 0, 255).astype(np.uint8)
+    Image.fromarray(smooth).save(image, quality=92)
+    config = timm.data.resolve_data_config(model=model)
+    theirs = timm.data.create_transform(**config)(Image.open(image).convert("RGB")).numpy()
+    ours = preprocess_image(load_image(image), timm_preprocess(model))
+    assert ours.shape == theirs.shape == (3, 224, 224)
+    assert np.abs(ours - theirs).max() < 1e-5
+
+
+def test_unknown_timm_name_suggests_close_names() -> None:
+    with pytest.raises(CoatnetEdgeError, match="did you mean: coatnet_0_rw_224"):
+        parse_timm_source("timm:coatnet_0_rw")
+
+
+def test_weights_of_another_architecture_name_the_first_mismatched_keys(nano_weights: tuple) -> None:
+    path, _ = nano_weights
+    with pytest.raises(CoatnetEdgeError, match="weights do not match") as err:
+        load_timm_model(parse_timm_source("timm:coatnet_pico_rw_224", weights=path))
+    assert str(path) in str(err.value) and "first:" in str(err.value)
+
+
+def test_pickled_checkpoint_is_refused(tmp_path: Path) -> None:
+    pickled = tmp_path / "model.pth"
+    torch.save({"model": torch.nn.Linear(2, 2)}, pickled)  # a module object, not tensors
+    with pytest.raises(CoatnetEdgeError, match="refused to unpickle"):
+        load_timm_model(parse_timm_source("timm:coatnet_nano_rw_224", weights=pickled))
+
+
+def test_timm_missing_names_the_extra() -> None:
+    code = ("import sys; sys.modules['timm'] = None\n"
+            "from coatnet_edge.models.timm_source import parse_timm_source\n"
+            "parse_timm_source('timm:coatnet_nano_rw_224')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode != 0 and "coatnet-edge[timm]" in proc.stderr
