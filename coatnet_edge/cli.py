@@ -217,11 +217,21 @@ def _echo_quantized(result) -> None:
                      rows)
 
 
+def _model_source_options(func):
+    """--weights / --num-classes: what a `timm:<name>` model source needs."""
+    func = click.option("--num-classes", type=int, default=None,
+                        help="Classes of the fine-tuned head (default: read from --weights).")(func)
+    return click.option("--weights", type=click.Path(path_type=Path), default=None,
+                        help="Local weights for --model timm:<name> (.safetensors, or a .pth state dict).")(func)
+
+
 @cli.command()
-@click.option("--model", "model", required=True, help="Checkpoint (.safetensors, builtin:student, ...).")
+@click.option("--model", "model", required=True,
+              help="Checkpoint (.safetensors, builtin:student, ...) or timm:<name> with --weights.")
+@_model_source_options
 @_quantization_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-def quantize(model: str, out_dir: Path, **kw) -> None:
+def quantize(model: str, weights: Path | None, num_classes: int | None, out_dir: Path, **kw) -> None:
     """INT8 quantization (NNCF PTQ or QAT) to a Q/DQ ONNX file that ONNX Runtime, OpenVINO and
     TensorRT all run. Writes OUT/<name>.fp32.onnx, OUT/<name>.int8.onnx and their manifests.
 
@@ -235,12 +245,15 @@ def quantize(model: str, out_dir: Path, **kw) -> None:
 
     if kw["calib_dir"] is None:
         raise click.UsageError("--calib-dir is required")
-    _echo_quantized(run_quantize(model, out=out_dir, log=click.echo, **_quantize_kwargs(kw)))
+    _echo_quantized(run_quantize(model, out=out_dir, weights=weights, num_classes=num_classes, log=click.echo,
+                                 **_quantize_kwargs(kw)))
 
 
 @cli.command()
 @click.option("--model", "model", required=True,
-              help="Checkpoint (.safetensors, builtin:student, ...), or for --int8 an INT8 .onnx from `quantize`.")
+              help="Checkpoint (.safetensors, builtin:student, ...), timm:<name> with --weights, or for --int8 an "
+                   "INT8 .onnx from `quantize`.")
+@_model_source_options
 @click.option("--backend", type=click.Choice(["onnx", "openvino", "tensorrt", "torch-tensorrt"]), default="onnx",
               show_default=True, help="Target runtime.")
 @click.option("--fp16", "precision", flag_value="fp16", help="FP16 (OpenVINO compressed weights, TensorRT FP16).")
@@ -256,8 +269,8 @@ def quantize(model: str, out_dir: Path, **kw) -> None:
 @click.option("--workspace-mib", default=2048, show_default=True, help="TensorRT builder workspace limit.")
 @_quantization_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
-def export(model: str, backend: str, precision: str, batch: int, dynamic_batch: bool, max_batch: int, device: str,
-           workspace_mib: int, out_dir: Path, **kw) -> None:
+def export(model: str, weights: Path | None, num_classes: int | None, backend: str, precision: str, batch: int,
+           dynamic_batch: bool, max_batch: int, device: str, workspace_mib: int, out_dir: Path, **kw) -> None:
     """Export a model for one backend, check it where it runs, and write its manifest.
 
     \b
@@ -276,7 +289,7 @@ def export(model: str, backend: str, precision: str, batch: int, dynamic_batch: 
         options = {}
     result = run_export(model, out=out_dir, backend=backend, precision=precision, calib_dir=calib_dir, batch=batch,
                         dynamic_batch=dynamic_batch, max_batch=max_batch, device=device, workspace_mib=workspace_mib,
-                        log=click.echo, **options)
+                        weights=weights, num_classes=num_classes, log=click.echo, **options)
     m = result.manifest
     click.echo(f"{result.artifact} ({backend}, {precision}, {m.get('size_bytes', 0) / 1e6:.2f} MB)")
     for key in ("parity_vs_pytorch", "parity_vs_onnx"):

@@ -19,7 +19,7 @@ import numpy as np
 from coatnet_edge.calibration.dataset import DEFAULT_SIZE, CalibrationSet, build_calibration_set
 from coatnet_edge.calibration.ptq import PtqSettings, quantize_onnx
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.manifest import atomic_path, ensure_output_dir, sha256_file, write_manifest
+from coatnet_edge.manifest import atomic_path, ensure_output_dir, write_manifest
 from coatnet_edge.metrics import compare_logits
 
 METHODS = ("ptq", "qat")
@@ -43,35 +43,36 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, metho
              smooth_quant: bool = False, ignored_patterns: tuple[str, ...] = (), max_drop: float | None = None,
              eval_dir: str | Path | None = None, eval_size: int = DEFAULT_EVAL_SIZE, sensitivity: bool = False,
              max_float_layers: int = DEFAULT_MAX_FLOAT_LAYERS, train_dir: str | Path | None = None,
-             qat_config: Any = None, log: Log = print) -> QuantizeResult:
+             qat_config: Any = None, weights: str | Path | None = None, num_classes: int | None = None,
+             log: Log = print) -> QuantizeResult:
     """Quantize a checkpoint to INT8 Q/DQ ONNX (``OUT/<name>.int8.onnx``) beside its FP32 ONNX.
 
     ``method="qat"`` fine-tunes on ``train_dir`` (default: ``calib_dir``) with distillation from
     the FP32 model. ``max_drop`` (top-1 points on a labeled ``eval_dir``, disagreement with FP32 on
     an unlabeled one) returns the most sensitive layers to float until it holds; ``sensitivity``
-    writes the per-layer ranking (CSV + PNG) without a budget.
+    writes the per-layer ranking (CSV + PNG) without a budget. ``model`` may be ``timm:<name>`` with
+    ``weights`` (and ``num_classes``).
     """
     import onnx
 
     from coatnet_edge.export.api import export_fp32_onnx
-    from coatnet_edge.models.builtin import resolve_source
-    from coatnet_edge.models.checkpoint import load_checkpoint
+    from coatnet_edge.models.source import load_model
 
     if method not in METHODS:
         raise CoatnetEdgeError(f"unknown method '{method}'", fix=f"use one of: {', '.join(METHODS)}")
     if max_drop is not None and eval_dir is None:
         raise CoatnetEdgeError("--max-drop needs evaluation images to measure the drop on",
                                fix="add --eval-dir DIR (labeled: top-1 drop; unlabeled: agreement with FP32)")
+    loaded = load_model(model, weights=weights, num_classes=num_classes)
+    net = loaded.net
     settings = PtqSettings(preset=preset, scheme=scheme, smooth_quant=smooth_quant,
-                           ignored_patterns=tuple(ignored_patterns))
-    net, info = load_checkpoint(model)
-    source = resolve_source(model)
-    evalset = _eval_set(eval_dir, info, eval_size, seed + 1) if eval_dir is not None else None
-    calib = build_calibration_set(calib_dir, info.preprocess, size=calib_size, seed=seed)
+                           ignored_patterns=tuple(ignored_patterns), attention_stages=loaded.attention_stages)
+    evalset = _eval_set(eval_dir, loaded, eval_size, seed + 1) if eval_dir is not None else None
+    calib = build_calibration_set(calib_dir, loaded.preprocess, size=calib_size, seed=seed)
     train_folder = _train_folder(train_dir or calib_dir) if method == "qat" else None
     out = ensure_output_dir(out)  # only once the inputs are known good: bad input leaves nothing behind
-    name = source.stem
-    fp32_path, fp32_record = export_fp32_onnx(net, info, source, out, log=lambda line: None)
+    name = loaded.stem
+    fp32_path, fp32_record = export_fp32_onnx(loaded, out, log=lambda line: None)
     fp32_model = onnx.load(str(fp32_path))
 
     started = time.perf_counter()
@@ -103,8 +104,8 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, metho
 
     manifest = {
         "kind": "onnx", "precision": "int8", "quantization": record,
-        "source": {"checkpoint": str(source), "sha256": sha256_file(source)}, "variant": net.cfg.name,
-        "preprocess": info.preprocess.to_dict(), "class_names": info.class_names,
+        "source": fp32_record["source"], "variant": loaded.variant,
+        "preprocess": loaded.preprocess.to_dict(), "class_names": loaded.class_names,
         "input_shape": fp32_record["input_shape"], "opset": fp32_record["opset"],
         "calibration": {**calib.describe(), "seconds": round(seconds, 2)},
         "float_layers": _float_layers(qmodel),

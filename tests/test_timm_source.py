@@ -81,3 +81,49 @@ def test_timm_missing_names_the_extra() -> None:
             "parse_timm_source('timm:coatnet_nano_rw_224')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode != 0 and "coatnet-edge[timm]" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def images_256(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built-in shapes drawn at 256 px: calibration images a 224-px timm model does not upscale."""
+    from coatnet_edge.data.synth import SynthConfig, write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("synth256") / "data",
+                         SynthConfig(seed=5, image_size=256, train_per_class=3, val_per_class=2))
+
+
+def test_timm_model_through_export_and_quantize_cli(nano_weights: tuple, images_256: Path, tmp_path: Path) -> None:
+    import json
+
+    from coatnet_edge.calibration.dataset import build_calibration_set
+    from coatnet_edge.data.preprocess import PreprocessConfig
+    from coatnet_edge.export.qdq_rules import check_qdq
+    from coatnet_edge.metrics import compare_logits
+    from coatnet_edge.runtime import load_runner
+    from tests.conftest import run_cli
+
+    path, _ = nano_weights
+    source = ["--model", "timm:coatnet_nano_rw_224", "--weights", str(path)]
+    proc = run_cli("export", *source, "--backend", "openvino", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((tmp_path / "nano_finetuned.fp32.onnx.manifest.json").read_text())
+    assert manifest["parity_vs_pytorch"]["max_abs"] <= 1e-4 and manifest["variant"] == "coatnet_nano_rw_224"
+    assert manifest["preprocess"]["crop_pct"] == 0.9 and len(manifest["source"]["sha256"]) == 64
+    assert json.loads((tmp_path / "nano_finetuned.fp32.xml.manifest.json").read_text())[
+        "parity_vs_onnx"]["max_abs"] <= 1e-4
+
+    proc = run_cli("quantize", *source, "--calib-dir", str(images_256 / "train"), "--calib-size", "36",
+                   "--out", str(tmp_path / "q"))
+    assert proc.returncode == 0, proc.stderr
+    int8 = tmp_path / "q" / "nano_finetuned.int8.onnx"
+    report = check_qdq(int8)
+    assert report.ok and report.quantized_layers > 30, report.errors
+    ignored = json.loads(int8.with_name(int8.name + ".manifest.json").read_text())["quantization"]
+    assert ignored["attention_stages"] == r"^/stages/stages\.[23]/" and ignored["ignored_nodes"] > 50
+    pre = PreprocessConfig.from_dict(manifest["preprocess"])
+    images = build_calibration_set(images_256 / "val", pre, size=24, seed=1).images
+    for backend in ("onnxruntime", "openvino"):
+        ref = load_runner(tmp_path / "q" / "nano_finetuned.fp32.onnx", backend=backend).run(images)
+        agreement = compare_logits(ref, load_runner(int8, backend=backend).run(images))
+        # random weights: tiny logit margins, so agreement is loose; the logits themselves must match
+        assert agreement.cosine > 0.99 and agreement.top1_agreement >= 0.75, (backend, agreement)

@@ -40,6 +40,7 @@ class PtqSettings:
     fast_bias_correction: bool = True
     ignored_patterns: tuple[str, ...] = ()  # regexes over ONNX node names, kept in float
     input_name: str = "images"
+    attention_stages: str = ATTENTION_STAGES.pattern  # ONNX node-name regex of the attention stages
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -60,16 +61,17 @@ class PtqResult:
     float_layers: list[str] = field(default_factory=list)
 
 
-def hybrid_float_nodes(model: Any) -> list[str]:
+def hybrid_float_nodes(model: Any, attention_stages: str = ATTENTION_STAGES.pattern) -> list[str]:
     """Node names the hybrid scheme keeps in float: inside S3-S4, and the head's global pooling.
 
     The head pool's input is the network's last activation; quantizing it was the single most
     sensitive quantizer in the per-layer ranking of both built-in models (+1.3 dB logit SQNR when
     float), and the head is a negligible share of the compute.
     """
+    stages = re.compile(attention_stages)
     return [n.name for n in model.graph.node
-            if (ATTENTION_STAGES.match(n.name) and n.op_type in _FLOAT_IN_ATTENTION)
-            or (n.op_type == "ReduceMean" and not n.name.startswith("/stages/"))]
+            if (stages.match(n.name) and n.op_type in _FLOAT_IN_ATTENTION)
+            or (n.op_type in ("ReduceMean", "GlobalAveragePool") and not n.name.startswith("/stages/"))]
 
 
 def float_weighted_layers(model: Any) -> list[str]:
@@ -121,7 +123,7 @@ def quantize_onnx(fp32_model: Any | str | Path, calib: CalibrationSet,
     nncf.set_log_level(logging.WARNING)  # its per-node INFO lines drown the CLI's output
     settings = settings or PtqSettings()
     model = onnx.load(str(fp32_model)) if isinstance(fp32_model, str | Path) else fp32_model
-    ignored = hybrid_float_nodes(model) if settings.scheme == "hybrid" else []
+    ignored = hybrid_float_nodes(model, settings.attention_stages) if settings.scheme == "hybrid" else []
     for pattern in settings.ignored_patterns:
         ignored += [n.name for n in model.graph.node if re.search(pattern, n.name) and n.name not in ignored]
     smooth = AdvancedSmoothQuantParameters() if settings.smooth_quant else AdvancedSmoothQuantParameters(

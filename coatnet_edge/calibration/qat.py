@@ -38,7 +38,6 @@ from coatnet_edge.metrics import compare_logits
 from coatnet_edge.progress import progress_bar
 
 Log = Callable[[str], None]
-_TORCH_ATTENTION_STAGES = re.compile(r"^stages/[34]/")
 _TORCH_FLOAT_IN_ATTENTION = {"layer_norm", "softmax", "add", "mul", "div", "gelu", "__add__", "__mul__",
                              "__truediv__", "__iadd__"}
 
@@ -67,14 +66,17 @@ class QatResult:
     ignored: list[str] = field(default_factory=list)
 
 
-def torch_hybrid_float_nodes(model: nn.Module, image_size: int) -> list[str]:
-    """NNCF torch node names the hybrid scheme keeps in float (as ``ptq.hybrid_float_nodes``)."""
+def torch_hybrid_float_nodes(model: nn.Module, image_size: int, attention_stages: str = r"^/stages/stages\.[34]/"
+                             ) -> list[str]:
+    r"""NNCF torch node names the hybrid scheme keeps in float (as ``ptq.hybrid_float_nodes``; the ONNX
+    stage regex ``^/stages/stages\.[34]/`` becomes NNCF's ``^stages/[34]/``)."""
+    stages = re.compile(attention_stages.replace("/stages/stages\\.", "stages/").replace("^/", "^"))
     from nncf.torch.function_hook import wrap_model
     from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
 
     graph = build_nncf_graph(wrap_model(copy.deepcopy(model)), torch.zeros(1, 3, image_size, image_size))
     return [n.node_name for n in graph.get_all_nodes()
-            if (_TORCH_ATTENTION_STAGES.match(n.node_name) and n.node_type in _TORCH_FLOAT_IN_ATTENTION)
+            if (stages.match(n.node_name) and n.node_type in _TORCH_FLOAT_IN_ATTENTION)
             or (n.node_type == "mean" and not n.node_name.startswith("stages/"))]
 
 
@@ -89,7 +91,8 @@ def fake_quantize(model: nn.Module, calib: CalibrationSet, settings: PtqSettings
     nncf.set_log_level(logging.WARNING)
     student = copy.deepcopy(model).eval()
     size = calib.preprocess.image_size
-    ignored = torch_hybrid_float_nodes(student, size) if settings.scheme == "hybrid" else []
+    ignored = torch_hybrid_float_nodes(student, size, settings.attention_stages) if settings.scheme == "hybrid" \
+        else []
     dataset = nncf.Dataset([torch.from_numpy(b) for b in calib.batches(1)])
     quantized = nncf.quantize(
         student, dataset, subset_size=len(calib),

@@ -39,11 +39,13 @@ class ExportResult:
 
 def export(model: str | Path, *, out: str | Path, backend: str = "onnx", precision: str = "fp32",
            calib_dir: str | Path | None = None, batch: int = 1, dynamic_batch: bool = True, max_batch: int = 32,
-           device: str = "CPU", workspace_mib: int = 2048, log: Any = print, **quantize_options: Any) -> ExportResult:
+           device: str = "CPU", workspace_mib: int = 2048, weights: str | Path | None = None,
+           num_classes: int | None = None, log: Any = print, **quantize_options: Any) -> ExportResult:
     """Export ``model`` for ``backend`` at ``precision`` into ``out``; returns the artifact and its manifest.
 
     ``model`` is a checkpoint (or ``builtin:...``), or for ``precision="int8"`` also an INT8 Q/DQ
-    ONNX file written by ``quantize``. ``quantize_options`` go to ``coatnet_edge.quantize``.
+    ONNX file written by ``quantize``, or ``timm:<name>`` with ``weights``. ``quantize_options`` go to
+    ``coatnet_edge.quantize``.
     """
     if backend not in BACKENDS:
         raise CoatnetEdgeError(f"unknown backend '{backend}'", fix=f"use one of: {', '.join(BACKENDS)}")
@@ -62,6 +64,7 @@ def export(model: str | Path, *, out: str | Path, backend: str = "onnx", precisi
         from coatnet_edge.export.torch_tensorrt import import_torch_tensorrt
 
         import_torch_tensorrt()
+    quantize_options = {**quantize_options, "weights": weights, "num_classes": num_classes}
     source = Path(str(model))
     given_onnx = source.suffix == ".onnx"
     if precision == "int8" and backend == "torch-tensorrt" and (given_onnx or calib_dir is None):
@@ -71,7 +74,8 @@ def export(model: str | Path, *, out: str | Path, backend: str = "onnx", precisi
         raise CoatnetEdgeError("--int8 needs calibration images or an already-quantized model",
                                fix="add --calib-dir DIR (a few hundred images), or pass an INT8 .onnx as --model")
     if backend == "torch-tensorrt" and precision == "int8":  # Model Optimizer calibrates the torch model
-        onnx_path, record, net = _onnx_from_checkpoint(model, out, "fp32", None, dynamic_batch, batch, log, {})
+        onnx_path, record, net = _onnx_from_checkpoint(model, out, "fp32", None, dynamic_batch, batch, log,
+                                                       {"weights": weights, "num_classes": num_classes})
     elif given_onnx:
         onnx_path, record = _given_onnx(source, precision)
         net = None
@@ -149,35 +153,36 @@ def _given_onnx(path: Path, precision: str) -> tuple[Path, dict[str, Any]]:
 
 def _onnx_from_checkpoint(model: str | Path, out: str | Path, precision: str, calib_dir: Any, dynamic_batch: bool,
                           batch: int, log: Any, quantize_options: dict) -> tuple[Path, dict[str, Any], Any]:
-    from coatnet_edge.models.builtin import resolve_source
-    from coatnet_edge.models.checkpoint import load_checkpoint
+    from coatnet_edge.models.source import load_model
 
-    net, info = load_checkpoint(model)
-    source = resolve_source(model)
+    loaded = load_model(model, weights=quantize_options.get("weights"), num_classes=quantize_options.get("num_classes"))
     if precision == "int8":
         from coatnet_edge.quantization import quantize
 
         result = quantize(model, calib_dir=calib_dir, out=out, log=log, **quantize_options)
         log(f"INT8 Q/DQ ONNX: {result.int8_onnx}")
-        return result.int8_onnx, result.manifest, net
-    path, record = export_fp32_onnx(net, info, source, out, batch=batch, dynamic_batch=dynamic_batch, log=log)
-    return path, record, net
+        return result.int8_onnx, result.manifest, loaded.net
+    path, record = export_fp32_onnx(loaded, out, batch=batch, dynamic_batch=dynamic_batch, log=log)
+    return path, record, loaded.net
 
 
-def export_fp32_onnx(net: Any, info: Any, source: Path, out: str | Path, *, batch: int = 1,
-                     dynamic_batch: bool = True, log: Any = print) -> tuple[Path, dict[str, Any]]:
+def export_fp32_onnx(loaded: Any, out: str | Path, *, batch: int = 1, dynamic_batch: bool = True,
+                     log: Any = print) -> tuple[Path, dict[str, Any]]:
     """``OUT/<name>.fp32.onnx`` with its manifest, parity against PyTorch measured and logged."""
     from coatnet_edge.export.onnx import export_onnx
 
     out = ensure_output_dir(out)
-    size = info.preprocess.image_size
-    path = export_onnx(net, out / f"{source.stem}.fp32.onnx", image_size=size, batch_size=batch,
+    size = loaded.preprocess.image_size
+    path = export_onnx(loaded.net, out / f"{loaded.stem}.fp32.onnx", image_size=size, batch_size=batch,
                        dynamic_batch=dynamic_batch)
-    parity = _torch_parity(net, path, size)
+    parity = _torch_parity(loaded.net, path, size)
     log(f"{path}: ONNX Runtime vs PyTorch max |diff| {parity['max_abs']:.2e}, cosine {parity['cosine']:.7f} "
         f"({parity['method']})")
-    record = {"kind": "onnx", "precision": "fp32", "source": {"checkpoint": str(source), "sha256": sha256_file(source)},
-              "variant": net.cfg.name, "preprocess": info.preprocess.to_dict(), "class_names": info.class_names,
+    source = loaded.source_file
+    record = {"kind": "onnx", "precision": "fp32",
+              "source": {"checkpoint": str(source) if source else None,
+                         "sha256": sha256_file(source) if source else None, "variant": loaded.variant},
+              "variant": loaded.variant, "preprocess": loaded.preprocess.to_dict(), "class_names": loaded.class_names,
               "opset": _opset(path), "input_shape": ["batch" if dynamic_batch else batch, 3, size, size],
               "parity_vs_pytorch": parity}
     write_manifest(path, record)
