@@ -124,14 +124,17 @@ def train(data: Path, val: Path | None, out_dir: Path, variant: str, image_size:
 
 @cli.command()
 @_training_options
-@click.option("--teacher", type=click.Path(path_type=Path), required=True, help="Teacher checkpoint.")
+@click.option("--teacher", required=True,
+              help="Teacher: a checkpoint, builtin:teacher, or timm:<name> with --teacher-weights.")
+@click.option("--teacher-weights", type=click.Path(path_type=Path), default=None,
+              help="Local weights of a timm:<name> teacher (.safetensors or a .pth state dict).")
 @click.option("--student", default="coatnet_pico", show_default=True, help="Student variant or checkpoint.")
 @click.option("--alpha", "kd_alpha", default=0.7, show_default=True,
               help="Weight of the KD term with labels (1.0 = pure KD). Unlabeled folders always use pure KD.")
 @click.option("--temperature", "kd_temperature", default=4.0, show_default=True)
 @click.option("--labeled/--unlabeled", default=None, help="Folder layout (default: detect).")
-def distill(data: Path, val: Path | None, out_dir: Path, teacher: Path, student: str, labeled: bool | None,
-            image_size: int | None, resume: Path | None, **kw) -> None:
+def distill(data: Path, val: Path | None, out_dir: Path, teacher: str, teacher_weights: Path | None, student: str,
+            labeled: bool | None, image_size: int | None, resume: Path | None, **kw) -> None:
     """Distill a teacher checkpoint into a smaller student.
 
     On labeled folders: alpha * KL(teacher_T || student_T) * T^2 + (1 - alpha) * cross-entropy.
@@ -142,8 +145,9 @@ def distill(data: Path, val: Path | None, out_dir: Path, teacher: Path, student:
     from coatnet_edge.training import report_pair
 
     result = run_distill(data, teacher=teacher, out=out_dir, student=student, val=val, labeled=labeled,
-                         image_size=image_size, resume=resume, config=_train_config(**kw), log=click.echo)
-    rows = report_pair(teacher, result.best_checkpoint, result.val_dir)
+                         image_size=image_size, resume=resume, config=_train_config(**kw),
+                         teacher_weights=teacher_weights, log=click.echo)
+    rows = report_pair(teacher, result.best_checkpoint, result.val_dir, teacher_weights=teacher_weights)
     _print_table("teacher vs student", ["model", "variant", "params (M)", "GMACs", "val top-1"], rows)
 
 

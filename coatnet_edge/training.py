@@ -35,7 +35,6 @@ from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.manifest import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
 from coatnet_edge.models.builtin import is_builtin
 from coatnet_edge.models.checkpoint import (
-    CheckpointInfo,
     load_checkpoint,
     load_state_dict,
     load_weights,
@@ -106,42 +105,50 @@ def train(data: str | Path, *, out: str | Path, model: str | Path | CoAtNet = "c
 def distill(data: str | Path, *, teacher: str | Path | nn.Module, out: str | Path,
             student: str | Path | CoAtNet = "coatnet_pico", val: str | Path | None = None,
             labeled: bool | None = None, image_size: int | None = None, resume: str | Path | None = None,
-            config: TrainConfig | None = None, log: Log = print, **options: Any) -> FitResult:
-    """Distill a teacher into a student on labeled images (KD + CE) or unlabeled images (pure KD)."""
+            config: TrainConfig | None = None, teacher_weights: str | Path | None = None, log: Log = print,
+            **options: Any) -> FitResult:
+    """Distill a teacher into a student on labeled images (KD + CE) or unlabeled images (pure KD).
+
+    ``teacher`` may be ``timm:<name>`` with ``teacher_weights`` (a fine-tuned timm CoAtNet): it runs
+    on its own preprocessing (the student's batch is re-normalized and resized for it).
+    """
     cfg = dataclasses.replace(config or TrainConfig(), **options)
     train_dir, val_dir = resolve_splits(data, val)
-    teacher_model, teacher_info = _load_teacher(teacher)
+    teacher_model, teacher_loaded = _load_teacher(teacher, teacher_weights)
     train_set = _scan(train_dir, labeled=labeled, purpose="distillation", log=log)
-    classes = teacher_info.class_names if teacher_info else []
+    classes = teacher_loaded.class_names if teacher_loaded else []
     if train_set.labeled and len(train_set.classes) != teacher_model_classes(teacher_model):
         raise CoatnetEdgeError(f"teacher predicts {teacher_model_classes(teacher_model)} classes but the folder has "
                                f"{len(train_set.classes)}", path=train_dir,
                                fix="use the teacher trained on these classes, or --unlabeled for pure KD")
     num_classes = teacher_model_classes(teacher_model)
-    model, pre = _build_student(student, num_classes, image_size or (teacher_info.model.image_size
-                                                                     if teacher_info else None), train_dir, cfg.seed)
+    model, pre = _build_student(student, num_classes, image_size or (teacher_loaded.preprocess.image_size
+                                                                     if teacher_loaded else None), train_dir, cfg.seed)
     val_set = _scan_val(val_dir, train_set.classes or classes)
     if not train_set.labeled:
         cfg = dataclasses.replace(cfg, kd_alpha=1.0)
         log(f"{train_dir}: unlabeled images -> pure knowledge distillation (no labels needed)")
-    teacher_pre = teacher_info.preprocess if teacher_info else pre
+    teacher_pre = teacher_loaded.preprocess if teacher_loaded else pre
     return _fit(model, pre, train_set, val_set, cfg, out, resume=resume,
                 teacher=(teacher_model, teacher_pre), log=log, class_names=train_set.classes or classes)
 
 
-def report_pair(teacher: str | Path, student: str | Path, val_dir: Path | None) -> list[list[str]]:
+def report_pair(teacher: str | Path, student: str | Path, val_dir: Path | None,
+                teacher_weights: str | Path | None = None) -> list[list[str]]:
     """Rows (name, variant, params M, GMACs, val top-1) for a teacher and its student."""
     from coatnet_edge.models.profile import profile_model
+    from coatnet_edge.models.source import load_model
 
     rows = []
-    for role, path in (("teacher", teacher), ("student", student)):
-        model, info = load_checkpoint(path)
-        prof = profile_model(model)
+    for role, source, weights in (("teacher", teacher, teacher_weights), ("student", student, None)):
+        loaded = load_model(source, weights=weights)
+        prof = profile_model(loaded.net, loaded.preprocess.image_size)
         top1 = "-"
         if val_dir is not None:
             folder = scan_folder(val_dir, labeled=True, verify=False)
-            top1 = f"{_top1(*predict_logits(model, folder, info.preprocess, device=torch.device('cpu'))):.4f}"
-        rows.append([role, model.cfg.name, f"{prof.params_m:.3f}", f"{prof.gmacs:.4f}", top1])
+            logits, labels = predict_logits(loaded.net, folder, loaded.preprocess, device=torch.device("cpu"))
+            top1 = f"{_top1(logits, labels):.4f}"
+        rows.append([role, loaded.variant, f"{prof.params_m:.3f}", f"{prof.gmacs:.4f}", top1])
     return rows
 
 
@@ -209,15 +216,20 @@ def _build_student(source: str | Path | CoAtNet, num_classes: int, image_size: i
     return create_model(str(source), num_classes=num_classes, image_size=pre.image_size), pre
 
 
-def _load_teacher(teacher: str | Path | nn.Module) -> tuple[nn.Module, CheckpointInfo | None]:
+def _load_teacher(teacher: str | Path | nn.Module, weights: str | Path | None = None) -> tuple[nn.Module, Any]:
+    """The teacher module and its ``LoadedModel`` (None for a bare module: it shares the student's input)."""
+    from coatnet_edge.models.source import load_model
+    from coatnet_edge.models.timm_source import is_timm_source
+
     if isinstance(teacher, nn.Module):
         return teacher.eval(), None
     path = Path(teacher)
-    if not is_builtin(teacher) and not path.exists():
+    if not is_builtin(teacher) and not is_timm_source(teacher) and not path.exists():
         raise CoatnetEdgeError("teacher checkpoint not found", path=path,
-                               fix="pass --teacher PATH.safetensors (e.g. from `coatnet-edge train`)")
-    model, info = load_checkpoint(path)
-    return model.eval(), info
+                               fix="pass --teacher PATH.safetensors (e.g. from `coatnet-edge train`), or "
+                                   "--teacher timm:<name> --teacher-weights FILE")
+    loaded = load_model(teacher, weights=weights)
+    return loaded.net.eval(), loaded
 
 
 # --- the loop ---------------------------------------------------------------------------------

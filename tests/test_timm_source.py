@@ -127,3 +127,21 @@ def test_timm_model_through_export_and_quantize_cli(nano_weights: tuple, images_
         agreement = compare_logits(ref, load_runner(int8, backend=backend).run(images))
         # random weights: tiny logit margins, so agreement is loose; the logits themselves must match
         assert agreement.cosine > 0.99 and agreement.top1_agreement >= 0.75, (backend, agreement)
+
+
+def test_timm_teacher_distills_into_our_student_cli(nano_weights: tuple, images_256: Path, tmp_path: Path) -> None:
+    """The valuable case: a fine-tuned timm CoAtNet in, a small CoAtNet out (the teacher runs at its own
+    224-px preprocessing, the student at 64 px)."""
+    from coatnet_edge.models.checkpoint import load_checkpoint
+    from tests.conftest import run_cli
+
+    path, _ = nano_weights
+    out = tmp_path / "student"
+    proc = run_cli("distill", "--data", str(images_256 / "train"), "--val", str(images_256 / "val"),
+                   "--teacher", "timm:coatnet_nano_rw_224", "--teacher-weights", str(path), "--student",
+                   "coatnet_pico", "--image-size", "64", "--epochs", "1", "--batch-size", "8",
+                   "--max-steps-per-epoch", "2", "--workers", "0", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "coatnet_nano_rw_224" in proc.stdout and "coatnet_pico" in proc.stdout
+    student, info = load_checkpoint(out / "last.safetensors")
+    assert student.cfg.num_classes == 12 and info.preprocess.image_size == 64
