@@ -429,12 +429,15 @@ def _echo_report(rows: list[dict], files: dict, title: str) -> None:
 @cli.command()
 @click.argument("artifacts", nargs=-1, required=True)
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Labeled or unlabeled image folder.")
-@click.option("--reference", default=None, help="FP32 checkpoint the artifacts are compared with (PyTorch).")
+@click.option("--reference", default=None,
+              help="FP32 reference: a checkpoint (PyTorch), timm:<name> with --reference-weights, or an FP32 .onnx.")
+@click.option("--reference-weights", type=click.Path(path_type=Path), default=None,
+              help="Local weights of a timm:<name> reference.")
 @click.option("--limit", type=int, default=None, help="Evaluate a seeded, class-stratified sample of this many.")
 @click.option("--unlabeled", is_flag=True, help="Treat class subfolders as unlabeled images (agreement only).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the rows here.")
-def evaluate(artifacts: tuple[str, ...], data: Path, reference: str | None, limit: int | None, unlabeled: bool,
-             json_out: Path | None) -> None:
+def evaluate(artifacts: tuple[str, ...], data: Path, reference: str | None, reference_weights: Path | None,
+             limit: int | None, unlabeled: bool, json_out: Path | None) -> None:
     """Top-1/top-5 of artifacts on a folder and their agreement with the FP32 reference.
 
     \b
@@ -445,7 +448,7 @@ def evaluate(artifacts: tuple[str, ...], data: Path, reference: str | None, limi
     from coatnet_edge.manifest import write_json_atomic
 
     rows = run_evaluate(list(artifacts), data=data, reference=reference, limit=limit,
-                        labeled=False if unlabeled else None)
+                        labeled=False if unlabeled else None, reference_weights=reference_weights)
     header = ["artifact", "backend", "precision", "top-1", "top-5", "agreement", "cosine", "SQNR dB", "max |diff|"]
 
     def cell(row: dict, key: str, spec: str) -> str:

@@ -30,17 +30,17 @@ class EvalData:
     classes: list[str]
 
 
-def artifact_profile(path: str | Path) -> tuple[PreprocessConfig, list[str]]:
-    """Preprocessing and class names of a checkpoint or an exported artifact (from its manifest)."""
+def artifact_profile(path: str | Path, weights: str | Path | None = None) -> tuple[PreprocessConfig, list[str]]:
+    """Preprocessing and class names of a model source or an exported artifact (from its manifest)."""
     from coatnet_edge.runtime import backend_for, load_runner
 
     if backend_for(path) is None:
         load_runner(path)  # raises the one-line "unknown artifact type" error
     if backend_for(path) == "pytorch":
-        from coatnet_edge.models.checkpoint import load_checkpoint
+        from coatnet_edge.models.source import load_model
 
-        _, info = load_checkpoint(path)
-        return info.preprocess, list(info.class_names or [])
+        loaded = load_model(path, weights=weights)
+        return loaded.preprocess, loaded.class_names
     manifest = read_manifest(path)
     if manifest is None or "preprocess" not in manifest:
         raise CoatnetEdgeError("no coatnet-edge manifest next to this artifact (preprocessing unknown)", path=path,
@@ -70,17 +70,18 @@ def run_batches(runner: Any, images: np.ndarray, batch_size: int = 64) -> np.nda
 
 def evaluate(artifacts: list[str | Path], *, data: str | Path, reference: str | Path | None = None,
              limit: int | None = None, batch_size: int = 64, threads: int | None = None,
-             labeled: bool | None = None) -> list[dict[str, Any]]:
+             labeled: bool | None = None, reference_weights: str | Path | None = None) -> list[dict[str, Any]]:
     """One row per artifact (reference first when given): accuracy and agreement with the reference.
 
-    ``labeled=False`` treats a class-folder tree as unlabeled images (agreement metrics only).
+    ``labeled=False`` treats a class-folder tree as unlabeled images (agreement metrics only);
+    ``reference_weights`` go with a ``timm:<name>`` reference.
     """
     from coatnet_edge.runtime import load_runner
 
     items = ([reference] if reference is not None else []) + [a for a in artifacts if a != reference]
     if not items:
         raise CoatnetEdgeError("nothing to evaluate", fix="name at least one artifact")
-    profiles = [artifact_profile(a) for a in items]
+    profiles = [artifact_profile(a, reference_weights if a == reference else None) for a in items]
     preprocess, class_names = profiles[0]
     for item, (pre, _) in zip(items[1:], profiles[1:], strict=True):
         if pre.to_dict() != preprocess.to_dict():
@@ -90,7 +91,8 @@ def evaluate(artifacts: list[str | Path], *, data: str | Path, reference: str | 
     rows, ref_logits = [], None
     with progress_bar("evaluate") as bar:
         for done, item in enumerate(items, 1):
-            runner = load_runner(item, threads=threads)
+            extra = {"weights": reference_weights} if item == reference and reference_weights else {}
+            runner = load_runner(item, threads=threads, **extra)
             logits = run_batches(runner, dataset.images, batch_size)
             if dataset.labels is not None and logits.shape[1] != len(dataset.classes):
                 raise CoatnetEdgeError(f"the folder has {len(dataset.classes)} classes, the model outputs "

@@ -145,3 +145,15 @@ def test_timm_teacher_distills_into_our_student_cli(nano_weights: tuple, images_
     assert "coatnet_nano_rw_224" in proc.stdout and "coatnet_pico" in proc.stdout
     student, info = load_checkpoint(out / "last.safetensors")
     assert student.cfg.num_classes == 12 and info.preprocess.image_size == 64
+
+
+def test_timm_reference_in_evaluate(nano_weights: tuple, images_256: Path, tmp_path: Path) -> None:
+    from coatnet_edge.evaluation import evaluate
+    from coatnet_edge.export.api import export
+
+    path, _ = nano_weights
+    onnx_path = export("timm:coatnet_nano_rw_224", weights=path, out=tmp_path, log=lambda s: None).artifact
+    rows = evaluate([onnx_path], data=images_256 / "val", reference="timm:coatnet_nano_rw_224",
+                    reference_weights=path, labeled=False)
+    assert [r["backend"] for r in rows] == ["pytorch", "onnxruntime"]
+    assert rows[1]["vs_reference_max_abs"] < 1e-4 and rows[1]["vs_reference_top1_agreement"] == 1.0

@@ -20,14 +20,14 @@ SUFFIXES = {".safetensors": "pytorch", ".pt": "pytorch", ".pth": "pytorch", ".on
 
 def backend_for(path: str | Path) -> str | None:
     text = str(path)
-    return "pytorch" if text.startswith("builtin:") else SUFFIXES.get(Path(text).suffix)
+    return "pytorch" if text.startswith(("builtin:", "timm:")) else SUFFIXES.get(Path(text).suffix)
 
 
 def artifact_precision(path: str | Path) -> str:
     """The precision the artifact's manifest records (fp32 for checkpoints and unlabelled files)."""
     from coatnet_edge.manifest import read_manifest
 
-    if str(path).startswith("builtin:") or Path(str(path)).suffix in (".safetensors", ".pt", ".pth"):
+    if backend_for(path) == "pytorch":
         return "fp32"
     manifest = read_manifest(path) or {}
     return str(manifest.get("precision", "fp32"))

@@ -15,10 +15,10 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 class PyTorchRunner:
     def __init__(self, path: str | Path, *, precision: str = "fp32", device: str = "cpu", threads: int | None = None,
-                 **_: object):
+                 weights: str | Path | None = None, **_: object):
         import torch
 
-        from coatnet_edge.models.checkpoint import load_checkpoint
+        from coatnet_edge.models.source import load_model
 
         if precision not in PRECISIONS:
             raise CoatnetEdgeError(f"unknown PyTorch precision '{precision}'",
@@ -28,7 +28,8 @@ class PyTorchRunner:
         if threads:
             torch.set_num_threads(threads)
         self.torch = torch
-        self.model, self.checkpoint = load_checkpoint(path)
+        self.loaded = load_model(path, weights=weights)  # our checkpoints, builtin:..., timm:<name> + weights
+        self.model = self.loaded.net
         self.model.eval().to(device)
         self.device = torch.device(device)
         self.dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
