@@ -157,3 +157,22 @@ def test_timm_reference_in_evaluate(nano_weights: tuple, images_256: Path, tmp_p
                     reference_weights=path, labeled=False)
     assert [r["backend"] for r in rows] == ["pytorch", "onnxruntime"]
     assert rows[1]["vs_reference_max_abs"] < 1e-4 and rows[1]["vs_reference_top1_agreement"] == 1.0
+
+
+def test_our_coatnet_0_against_timms_paper_config() -> None:
+    """Both follow the paper's CoAtNet-0 (2-2-3-5-2, 64-96-192-384-768). Measured: the two attention
+    stages are parameter-identical; timm's total is 0.63 M larger, 0.59 M of it its head's extra
+    768x768 pre-logits layer (NormMlpClassifierHead), the remaining ~0.04 M in the MBConv stages."""
+    from coatnet_edge.models.registry import create_model
+
+    def count(module: torch.nn.Module, prefix: str = "") -> int:
+        return sum(p.numel() for name, p in module.named_parameters() if name.startswith(prefix))
+
+    ours = create_model("coatnet_0", num_classes=1000, image_size=224)
+    theirs = timm.create_model("coatnet_0_224", pretrained=False)
+    assert count(ours, "stages.3.") == count(theirs, "stages.2.")  # S3: 5 transformer blocks
+    assert count(ours, "stages.4.") == count(theirs, "stages.3.")  # S4: 2 transformer blocks
+    head_extra = count(theirs, "head.pre_logits.")
+    assert head_extra == 768 * 768 + 768
+    gap = count(theirs) - count(ours)
+    assert 0 < gap - head_extra < 0.05e6, gap - head_extra  # MBConv details (SE width, norms)
