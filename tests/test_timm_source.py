@@ -176,3 +176,15 @@ def test_our_coatnet_0_against_timms_paper_config() -> None:
     assert head_extra == 768 * 768 + 768
     gap = count(theirs) - count(ours)
     assert 0 < gap - head_extra < 0.05e6, gap - head_extra  # MBConv details (SE width, norms)
+
+
+def test_python_api_takes_a_timm_module_directly(nano_weights: tuple, tmp_path: Path) -> None:
+    import json
+
+    import coatnet_edge
+
+    _, model = nano_weights
+    result = coatnet_edge.export(model, out=tmp_path, backend="onnx", log=lambda s: None)
+    manifest = json.loads(result.artifact.with_name(result.artifact.name + ".manifest.json").read_text())
+    assert manifest["variant"] == "coatnet_nano_rw_224" and manifest["source"]["checkpoint"] is None
+    assert manifest["parity_vs_pytorch"]["max_abs"] < 1e-4 and manifest["preprocess"]["mean"] == [0.5, 0.5, 0.5]

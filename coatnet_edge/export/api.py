@@ -37,7 +37,7 @@ class ExportResult:
     extra_files: list[Path] = field(default_factory=list)
 
 
-def export(model: str | Path, *, out: str | Path, backend: str = "onnx", precision: str = "fp32",
+def export(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", precision: str = "fp32",
            calib_dir: str | Path | None = None, batch: int = 1, dynamic_batch: bool = True, max_batch: int = 32,
            device: str = "CPU", workspace_mib: int = 2048, weights: str | Path | None = None,
            num_classes: int | None = None, log: Any = print, **quantize_options: Any) -> ExportResult:
@@ -65,8 +65,8 @@ def export(model: str | Path, *, out: str | Path, backend: str = "onnx", precisi
 
         import_torch_tensorrt()
     quantize_options = {**quantize_options, "weights": weights, "num_classes": num_classes}
-    source = Path(str(model))
-    given_onnx = source.suffix == ".onnx"
+    source = Path(model) if isinstance(model, str | Path) else Path(type(model).__name__)
+    given_onnx = isinstance(model, str | Path) and source.suffix == ".onnx"
     if precision == "int8" and backend == "torch-tensorrt" and (given_onnx or calib_dir is None):
         raise CoatnetEdgeError("torch-tensorrt --int8 calibrates the PyTorch model itself",
                                fix="pass the checkpoint as --model and --calib-dir DIR")

@@ -35,8 +35,20 @@ class LoadedModel:
 def load_model(source: str | Path | nn.Module, *, weights: str | Path | None = None,
                num_classes: int | None = None) -> LoadedModel:
     """The model behind ``source`` (see the module docstring), ready for export/quantization."""
-    from coatnet_edge.models.timm_source import TIMM_ATTENTION_STAGES, is_timm_source
+    from coatnet_edge.models.timm_source import TIMM_ATTENTION_STAGES, is_timm_source, timm_preprocess
 
+    if isinstance(source, nn.Module):  # the Python API: a model object as it is (ours or timm's)
+        if weights is not None:
+            raise CoatnetEdgeError("weights= goes with a timm:<name> source, not a model object",
+                                   fix="load the weights into the module first")
+        cfg = getattr(source, "cfg", None)
+        if hasattr(cfg, "depths"):  # our CoAtNet
+            return LoadedModel(source.eval(), PreprocessConfig(image_size=cfg.image_size), cfg.name, None)
+        if getattr(source, "pretrained_cfg", None):  # a timm model
+            name = source.pretrained_cfg.get("architecture", type(source).__name__)
+            return LoadedModel(source.eval(), timm_preprocess(source), name, None, TIMM_ATTENTION_STAGES)
+        raise CoatnetEdgeError(f"cannot tell the preprocessing of a {type(source).__name__}",
+                               fix="pass a CoAtNet from coatnet_edge.create_model or a timm model")
     if is_timm_source(source):
         from coatnet_edge.models.timm_source import load_timm_model, parse_timm_source
 
