@@ -92,7 +92,21 @@ def images_256(tmp_path_factory: pytest.TempPathFactory) -> Path:
                          SynthConfig(seed=5, image_size=256, train_per_class=3, val_per_class=2))
 
 
-def test_timm_model_through_export_and_quantize_cli(nano_weights: tuple, images_256: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module", params=["coatnet_nano_rw_224", "coatnet_0_rw_224"])
+def timm_weights(request: pytest.FixtureRequest, nano_weights: tuple,
+                 tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    if request.param == "coatnet_nano_rw_224":
+        return request.param, nano_weights[0]
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    model = timm.create_model(request.param, pretrained=False, num_classes=12)
+    path = tmp_path_factory.mktemp("timm0") / "nano_finetuned.safetensors"  # same stem: same file names below
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return request.param, path
+
+
+def test_timm_model_through_export_and_quantize_cli(timm_weights: tuple, images_256: Path, tmp_path: Path) -> None:
     import json
 
     from coatnet_edge.calibration.dataset import build_calibration_set
@@ -102,13 +116,13 @@ def test_timm_model_through_export_and_quantize_cli(nano_weights: tuple, images_
     from coatnet_edge.runtime import load_runner
     from tests.conftest import run_cli
 
-    path, _ = nano_weights
-    source = ["--model", "timm:coatnet_nano_rw_224", "--weights", str(path)]
+    name, path = timm_weights
+    source = ["--model", f"timm:{name}", "--weights", str(path)]
     proc = run_cli("export", *source, "--backend", "openvino", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((tmp_path / "nano_finetuned.fp32.onnx.manifest.json").read_text())
-    assert manifest["parity_vs_pytorch"]["max_abs"] <= 1e-4 and manifest["variant"] == "coatnet_nano_rw_224"
-    assert manifest["preprocess"]["crop_pct"] == 0.9 and len(manifest["source"]["sha256"]) == 64
+    assert manifest["parity_vs_pytorch"]["max_abs"] <= 1e-4 and manifest["variant"] == name
+    assert manifest["preprocess"]["image_size"] == 224 and len(manifest["source"]["sha256"]) == 64
     assert json.loads((tmp_path / "nano_finetuned.fp32.xml.manifest.json").read_text())[
         "parity_vs_onnx"]["max_abs"] <= 1e-4
 
@@ -188,3 +202,40 @@ def test_python_api_takes_a_timm_module_directly(nano_weights: tuple, tmp_path: 
     manifest = json.loads(result.artifact.with_name(result.artifact.name + ".manifest.json").read_text())
     assert manifest["variant"] == "coatnet_nano_rw_224" and manifest["source"]["checkpoint"] is None
     assert manifest["parity_vs_pytorch"]["max_abs"] < 1e-4 and manifest["preprocess"]["mean"] == [0.5, 0.5, 0.5]
+
+
+def test_bad_timm_sources_are_one_line_errors(nano_weights: tuple, tmp_path: Path) -> None:
+    from tests.conftest import assert_one_line_error, run_cli
+
+    path, _ = nano_weights
+    out = tmp_path / "out"
+    assert_one_line_error(run_cli("export", "--model", "timm:coatnet_0_rw", "--out", str(out)),
+                          "timm has no model 'coatnet_0_rw'", "did you mean: coatnet_0_rw_224")
+    assert_one_line_error(run_cli("export", "--model", "timm:coatnet_pico_rw_224", "--weights", str(path),
+                                  "--out", str(out)), str(path), "weights do not match", "first:")
+    assert_one_line_error(run_cli("export", "--model", "timm:coatnet_nano_rw_224", "--weights", str(path),
+                                  "--num-classes", "5", "--out", str(out)), "shape mismatches")
+    assert not out.exists()
+
+
+def test_qat_on_a_timm_model_keeps_its_attention_stages_float(nano_weights: tuple, images_256: Path) -> None:
+    """QAT (NNCF torch route) with timm's stage map: the hybrid scope is found by NNCF node name."""
+    from coatnet_edge.calibration.dataset import build_calibration_set
+    from coatnet_edge.calibration.ptq import PtqSettings
+    from coatnet_edge.calibration.qat import QatConfig, qat, torch_hybrid_float_nodes
+    from coatnet_edge.data.folders import scan_folder
+    from coatnet_edge.export.qdq_rules import check_qdq
+    from coatnet_edge.models.source import load_model
+    from coatnet_edge.models.timm_source import TIMM_ATTENTION_STAGES
+
+    path, _ = nano_weights
+    loaded = load_model("timm:coatnet_nano_rw_224", weights=path)
+    ignored = torch_hybrid_float_nodes(loaded.net, 224, TIMM_ATTENTION_STAGES)
+    assert ignored and all(n.startswith(("stages/2/", "stages/3/")) or not n.startswith("stages/") for n in ignored)
+    assert any("softmax" in n for n in ignored) and not any(n.startswith(("stages/0/", "stages/1/")) for n in ignored)
+    calib = build_calibration_set(images_256 / "train", loaded.preprocess, size=12, seed=0)
+    result = qat(loaded.net, calib, scan_folder(images_256 / "train", verify=False),
+                 settings=PtqSettings(attention_stages=TIMM_ATTENTION_STAGES),
+                 config=QatConfig(epochs=1, batch_size=8, max_steps_per_epoch=1, workers=0), log=lambda s: None)
+    report = check_qdq(result.model)
+    assert report.ok and report.quantized_layers > 30, report.errors
