@@ -493,14 +493,18 @@ def benchmark(artifacts: tuple[str, ...], batch_text: str, threads: int | None, 
 
 
 @cli.command()
-@click.option("--reference", required=True, help="FP32 checkpoint: the accuracy and speed reference (PyTorch).")
+@click.option("--reference", required=True,
+              help="FP32 reference (PyTorch): a checkpoint, or timm:<name> with --reference-weights.")
+@click.option("--reference-weights", type=click.Path(path_type=Path), default=None,
+              help="Local weights of a timm:<name> reference.")
 @click.argument("artifacts", nargs=-1, required=True)
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Labeled or unlabeled image folder.")
 @click.option("--limit", type=int, default=None, help="Evaluate a seeded, class-stratified sample of this many.")
 @click.option("--unlabeled", is_flag=True, help="Treat class subfolders as unlabeled images (agreement only).")
 @_timing_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Report folder.")
-def compare(reference: str, artifacts: tuple[str, ...], data: Path, limit: int | None, unlabeled: bool,
+def compare(reference: str, reference_weights: Path | None, artifacts: tuple[str, ...], data: Path,
+            limit: int | None, unlabeled: bool,
             batch_text: str, threads: int | None, warmup: int, runs: int, seconds: float | None,
             out_dir: Path) -> None:
     """Evaluate and time the reference and every artifact in one run: table (md/csv/json) + plot (png).
@@ -514,7 +518,7 @@ def compare(reference: str, artifacts: tuple[str, ...], data: Path, limit: int |
 
     result = run_compare(reference, list(artifacts), data=data, out=out_dir, batches=_batches(batch_text),
                          threads=threads, warmup=warmup, runs=runs, seconds=seconds, limit=limit,
-                         labeled=False if unlabeled else None)
+                         labeled=False if unlabeled else None, reference_weights=reference_weights)
     _echo_report(result.rows, result.files, f"comparison vs {reference} (speed-up: reference p50 / p50, same run)")
 
 

@@ -72,8 +72,12 @@ def time_runner(runner: Any, batch: np.ndarray, *, warmup: int = 10, runs: int |
 
 
 def benchmark(artifacts: list[str | Path], *, batches: tuple[int, ...] = (1,), threads: int | None = None,
-              warmup: int = 10, runs: int | None = 50, seconds: float | None = None) -> dict[str, Any]:
-    """Time every artifact at every batch size; returns the ``coatnet-edge/benchmark/v1`` document."""
+              warmup: int = 10, runs: int | None = 50, seconds: float | None = None,
+              weights: dict[str, str | Path] | None = None) -> dict[str, Any]:
+    """Time every artifact at every batch size; returns the ``coatnet-edge/benchmark/v1`` document.
+
+    ``weights`` maps a ``timm:<name>`` source to its local weights file.
+    """
     from coatnet_edge.evaluation import _size, artifact_profile
     from coatnet_edge.runtime import load_runner
 
@@ -85,8 +89,9 @@ def benchmark(artifacts: list[str | Path], *, batches: tuple[int, ...] = (1,), t
     rng = np.random.default_rng(0)
     with progress_bar("benchmark") as bar:
         for done, item in enumerate(artifacts, 1):
-            pre, _ = artifact_profile(item)
-            runner = load_runner(item, threads=threads)
+            extra = {"weights": weights[str(item)]} if weights and str(item) in weights else {}
+            pre, _ = artifact_profile(item, extra.get("weights"))
+            runner = load_runner(item, threads=threads, **extra)
             for batch_size in batches:
                 batch = rng.standard_normal((batch_size, 3, pre.image_size, pre.image_size)).astype(np.float32)
                 stats = time_runner(runner, batch, warmup=warmup, runs=runs, seconds=seconds)

@@ -33,14 +33,17 @@ class Report:
 
 def compare(reference: str | Path, artifacts: list[str | Path], *, data: str | Path, out: str | Path,
             batches: tuple[int, ...] = (1,), threads: int | None = None, warmup: int = 10, runs: int | None = 50,
-            seconds: float | None = None, limit: int | None = None, labeled: bool | None = None) -> Report:
+            seconds: float | None = None, limit: int | None = None, labeled: bool | None = None,
+            reference_weights: str | Path | None = None) -> Report:
     """Evaluate + benchmark the reference and the artifacts; write the table (md/csv/json) and plot (png)."""
     from coatnet_edge.evaluation import evaluate
     from coatnet_edge.latency import benchmark
 
-    accuracy = evaluate(artifacts, data=data, reference=reference, limit=limit, threads=threads, labeled=labeled)
+    accuracy = evaluate(artifacts, data=data, reference=reference, limit=limit, threads=threads, labeled=labeled,
+                        reference_weights=reference_weights)
     items = [reference] + [a for a in artifacts if a != reference]
-    timing = benchmark(items, batches=batches, threads=threads, warmup=warmup, runs=runs, seconds=seconds)
+    timing = benchmark(items, batches=batches, threads=threads, warmup=warmup, runs=runs, seconds=seconds,
+                       weights={str(reference): reference_weights} if reference_weights else None)
     doc = {"schema": COMPARISON_SCHEMA, "created": timing["created"], "environment": timing["environment"],
            "method": {**timing["method"], "accuracy": f"{accuracy[0]['images']} images of {data}",
                       "reference": str(reference), "speedup": "reference p50 / artifact p50, same batch, same run"},

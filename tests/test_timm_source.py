@@ -239,3 +239,16 @@ def test_qat_on_a_timm_model_keeps_its_attention_stages_float(nano_weights: tupl
                  config=QatConfig(epochs=1, batch_size=8, max_steps_per_epoch=1, workers=0), log=lambda s: None)
     report = check_qdq(result.model)
     assert report.ok and report.quantized_layers > 30, report.errors
+
+
+def test_timm_reference_in_compare(nano_weights: tuple, images_256: Path, tmp_path: Path) -> None:
+    from coatnet_edge.export.api import export
+    from coatnet_edge.reporting import compare
+
+    path, _ = nano_weights
+    onnx_path = export("timm:coatnet_nano_rw_224", weights=path, out=tmp_path, log=lambda s: None).artifact
+    result = compare("timm:coatnet_nano_rw_224", [onnx_path], data=images_256 / "val", out=tmp_path / "report",
+                     runs=2, warmup=0, labeled=False, reference_weights=path)
+    reference = next(r for r in result.rows if r["backend"] == "pytorch")
+    assert reference["speedup"] == 1.0 and reference["agreement"] == 1.0
+    assert result.files["png"].is_file()
