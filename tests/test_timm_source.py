@@ -232,7 +232,10 @@ def test_qat_on_a_timm_model_keeps_its_attention_stages_float(nano_weights: tupl
     loaded = load_model("timm:coatnet_nano_rw_224", weights=path)
     ignored = torch_hybrid_float_nodes(loaded.net, 224, TIMM_ATTENTION_STAGES)
     assert ignored and all(n.startswith(("stages/2/", "stages/3/")) or not n.startswith("stages/") for n in ignored)
-    assert any("softmax" in n for n in ignored) and not any(n.startswith(("stages/0/", "stages/1/")) for n in ignored)
+    # timm's attention runs F.scaled_dot_product_attention (one op to NNCF's torch graph): its norms, residual
+    # adds and GELUs are what the scope keeps float; nothing of the conv stages is excluded
+    assert any("layer_norm" in n for n in ignored) and any("/add/" in n for n in ignored)
+    assert not any(n.startswith(("stages/0/", "stages/1/")) for n in ignored)
     calib = build_calibration_set(images_256 / "train", loaded.preprocess, size=12, seed=0)
     result = qat(loaded.net, calib, scan_folder(images_256 / "train", verify=False),
                  settings=PtqSettings(attention_stages=TIMM_ATTENTION_STAGES),
