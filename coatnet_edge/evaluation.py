@@ -29,6 +29,9 @@ class EvalData:
     labels: np.ndarray | None
     classes: list[str]
 
+    def __len__(self) -> int:
+        return len(self.images)
+
 
 def artifact_profile(path: str | Path, weights: str | Path | None = None) -> tuple[PreprocessConfig, list[str]]:
     """Preprocessing and class names of a model source or an exported artifact (from its manifest)."""
@@ -37,10 +40,17 @@ def artifact_profile(path: str | Path, weights: str | Path | None = None) -> tup
     if backend_for(path) is None:
         load_runner(path)  # raises the one-line "unknown artifact type" error
     if backend_for(path) == "pytorch":
-        from coatnet_edge.models.source import load_model
+        from coatnet_edge.models.timm_source import is_timm_source
 
-        loaded = load_model(path, weights=weights)
-        return loaded.preprocess, loaded.class_names
+        if is_timm_source(path):
+            from coatnet_edge.models.source import load_model
+
+            loaded = load_model(path, weights=weights)
+            return loaded.preprocess, loaded.class_names
+        from coatnet_edge.models.checkpoint import read_checkpoint_info
+
+        info = read_checkpoint_info(path)  # header only: the runner loads the weights once
+        return info.preprocess, list(info.class_names)
     manifest = read_manifest(path)
     if manifest is None or "preprocess" not in manifest:
         raise CoatnetEdgeError("no coatnet-edge manifest next to this artifact (preprocessing unknown)", path=path,
@@ -99,7 +109,7 @@ def evaluate(artifacts: list[str | Path], *, data: str | Path, reference: str | 
                                        f"{logits.shape[1]}", path=data,
                                        fix="use a folder with the model's classes, or --unlabeled (agreement only)")
             row = {"artifact": str(item), **runner.info.to_dict(), "images": len(dataset.images),
-                   "size_bytes": _size(item)}
+                   "size_bytes": artifact_size(item)}
             if dataset.labels is not None:
                 row["top1"] = float(np.mean(logits.argmax(1) == dataset.labels))
                 top5 = np.argsort(-logits, axis=1)[:, :5]
@@ -112,7 +122,7 @@ def evaluate(artifacts: list[str | Path], *, data: str | Path, reference: str | 
     return rows
 
 
-def _size(item: str | Path) -> int | None:
+def artifact_size(item: str | Path) -> int | None:
     """Bytes on disk of the artifact and its weight file (.bin next to an OpenVINO .xml)."""
     from coatnet_edge.models.builtin import resolve_source
 

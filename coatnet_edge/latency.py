@@ -59,12 +59,19 @@ def time_runner(runner: Any, batch: np.ndarray, *, warmup: int = 10, runs: int |
     for _ in range(warmup):
         runner.run(batch)
     times: list[float] = []
-    deadline = time.perf_counter() + seconds if seconds else None
-    while (deadline is None and len(times) < (runs or 1)) or (deadline is not None and
-                                                             (time.perf_counter() < deadline or len(times) < 3)):
+
+    def timed_run() -> None:
         started = time.perf_counter()
         runner.run(batch)
         times.append((time.perf_counter() - started) * 1000)
+
+    if seconds:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline or len(times) < 3:
+            timed_run()
+    else:
+        for _ in range(runs or 1):
+            timed_run()
     t = np.asarray(times)
     return {"runs": len(t), "p50_ms": float(np.percentile(t, 50)), "p90_ms": float(np.percentile(t, 90)),
             "p99_ms": float(np.percentile(t, 99)), "mean_ms": float(t.mean()), "std_ms": float(t.std()),
@@ -78,7 +85,7 @@ def benchmark(artifacts: list[str | Path], *, batches: tuple[int, ...] = (1,), t
 
     ``weights`` maps a ``timm:<name>`` source to its local weights file.
     """
-    from coatnet_edge.evaluation import _size, artifact_profile
+    from coatnet_edge.evaluation import artifact_profile, artifact_size
     from coatnet_edge.runtime import load_runner
 
     if not artifacts:
@@ -96,7 +103,7 @@ def benchmark(artifacts: list[str | Path], *, batches: tuple[int, ...] = (1,), t
                 batch = rng.standard_normal((batch_size, 3, pre.image_size, pre.image_size)).astype(np.float32)
                 stats = time_runner(runner, batch, warmup=warmup, runs=runs, seconds=seconds)
                 results.append({"artifact": str(item), **runner.info.to_dict(), "batch": batch_size,
-                                "size_bytes": _size(item), **stats})
+                                "size_bytes": artifact_size(item), **stats})
             bar(done, len(artifacts), Path(str(item)).name)
     return {"schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "environment": environment(),

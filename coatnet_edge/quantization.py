@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from coatnet_edge.calibration.dataset import DEFAULT_SIZE, CalibrationSet, build_calibration_set
-from coatnet_edge.calibration.ptq import PtqSettings, quantize_onnx
+from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.manifest import atomic_path, ensure_output_dir, write_manifest
 from coatnet_edge.metrics import compare_logits
@@ -108,7 +108,7 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, metho
         "preprocess": loaded.preprocess.to_dict(), "class_names": loaded.class_names,
         "input_shape": fp32_record["input_shape"], "opset": fp32_record["opset"],
         "calibration": {**calib.describe(), "seconds": round(seconds, 2)},
-        "float_layers": _float_layers(qmodel),
+        "float_layers": float_weighted_layers(qmodel),
         "check_vs_fp32": _check(fp32_path, int8_path, calib.images[:CHECK_IMAGES],
                                 f"ONNX Runtime CPU, first {min(CHECK_IMAGES, len(calib))} calibration images"),
     }
@@ -120,14 +120,15 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, metho
     return QuantizeResult(fp32_path, int8_path, manifest, ranking_files.get("csv"), ranking_files.get("png"))
 
 
-def evaluate_pair(fp32_path: Path, int8_path: Path, data: CalibrationSet) -> dict[str, Any]:
+def evaluate_pair(fp32_path: Path, int8_path: Path, data: Any) -> dict[str, Any]:
     """FP32 vs INT8 on the same images, in ONNX Runtime and in OpenVINO (each against its own FP32)."""
+    from coatnet_edge.evaluation import run_batches
     from coatnet_edge.runtime import load_runner
 
     result: dict[str, Any] = {"images": len(data), "root": str(data.root), "labeled": data.labels is not None}
     for backend in ("onnxruntime", "openvino"):
-        fp32 = _run_all(load_runner(fp32_path, backend=backend), data.images)
-        int8 = _run_all(load_runner(int8_path, backend=backend), data.images)
+        fp32 = run_batches(load_runner(fp32_path, backend=backend), data.images, 100)
+        int8 = run_batches(load_runner(int8_path, backend=backend), data.images, 100)
         row = {f"agreement_{k}": v for k, v in compare_logits(fp32, int8).to_dict().items()}
         if data.labels is not None:
             row["fp32_top1"] = float(np.mean(fp32.argmax(1) == data.labels))
@@ -137,10 +138,6 @@ def evaluate_pair(fp32_path: Path, int8_path: Path, data: CalibrationSet) -> dic
     return result
 
 
-def _run_all(runner: Any, images: np.ndarray, batch_size: int = 100) -> np.ndarray:
-    return np.concatenate([runner.run(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
-
-
 def _check(fp32_path: Path, int8_path: Path, images: np.ndarray, method: str) -> dict[str, Any]:
     from coatnet_edge.runtime import load_runner
 
@@ -148,21 +145,10 @@ def _check(fp32_path: Path, int8_path: Path, images: np.ndarray, method: str) ->
     return {"method": method, **agreement.to_dict()}
 
 
-def _float_layers(model: Any) -> list[str]:
-    from coatnet_edge.calibration.ptq import float_weighted_layers
+def _eval_set(eval_dir: str | Path, loaded: Any, size: int, seed: int) -> Any:
+    from coatnet_edge.evaluation import load_eval_data
 
-    return float_weighted_layers(model)
-
-
-def _eval_set(eval_dir: str | Path, info: Any, size: int, seed: int) -> CalibrationSet:
-    data = build_calibration_set(eval_dir, info.preprocess, size=size, seed=seed, warn_short=False,
-                                 purpose="evaluation")
-    if data.labels is not None and info.class_names and list(data.classes) != list(info.class_names):
-        raise CoatnetEdgeError(
-            f"the evaluation folder's classes ({len(data.classes)}: {', '.join(data.classes[:4])}...) are not the "
-            f"model's ({len(info.class_names)}: {', '.join(info.class_names[:4])}...)", path=eval_dir,
-            fix="evaluate on a folder with the model's class subfolders, or an unlabeled folder (agreement only)")
-    return data
+    return load_eval_data(eval_dir, loaded.preprocess, loaded.class_names, limit=size, seed=seed)
 
 
 def _train_folder(path: str | Path) -> Any:

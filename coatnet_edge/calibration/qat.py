@@ -141,6 +141,7 @@ def qat(model: nn.Module, calib: CalibrationSet, train_set: ImageFolder, *, sett
     history = [{"epoch": 0, "top1_agreement": start.top1_agreement, "sqnr_db": start.sqnr_db}]
     log(f"QAT start (PTQ init): top-1 agreement with FP32 {start.top1_agreement:.4f}, SQNR {start.sqnr_db:.1f} dB")
     checkpoint = None
+    checkpoint_dir = ensure_output_dir(out) if out is not None else None
     for epoch in range(config.epochs):
         dataset.set_epoch(epoch)
         generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
@@ -169,8 +170,8 @@ def qat(model: nn.Module, calib: CalibrationSet, train_set: ImageFolder, *, sett
         history.append(record)
         log(f"QAT epoch {epoch + 1}/{config.epochs}: loss {record['loss']:.4f}, top-1 agreement with FP32 "
             f"{agreement.top1_agreement:.4f}, SQNR {agreement.sqnr_db:.1f} dB ({record['seconds']} s)")
-        if out is not None:
-            checkpoint = save_qat_checkpoint(student, Path(ensure_output_dir(out)) / "qat_last.safetensors",
+        if checkpoint_dir is not None:
+            checkpoint = save_qat_checkpoint(student, checkpoint_dir / "qat_last.safetensors",
                                              {"epoch": epoch + 1, "history": history, "qat": config.to_dict(),
                                               "settings": settings.to_dict()})
     student.eval()
@@ -211,8 +212,8 @@ def _logits(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> to
 
 
 def save_qat_checkpoint(model: nn.Module, path: Path, extra: dict[str, Any]) -> Path:
-    """Weights + quantizer parameters (safetensors) with NNCF's transformation config in the metadata,
-    so ``load_qat_checkpoint`` rebuilds the same fake-quant model without re-calibrating."""
+    """Weights + quantizer parameters (safetensors) with NNCF's transformation config in the metadata
+    (``nncf.torch.load_from_config`` rebuilds the fake-quant model from it without re-calibrating)."""
     import nncf.torch
     from safetensors.torch import save_file
 

@@ -85,7 +85,6 @@ def export(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", p
     image_size = int(record["input_shape"][-1])
     out = ensure_output_dir(out)
     stem = onnx_path.name.removesuffix(".onnx").removesuffix(".fp32").removesuffix(".int8")
-    images = _parity_images(record, image_size)
     started = time.perf_counter()
     if backend == "onnx":
         return ExportResult(onnx_path, read_manifest(onnx_path) or {})
@@ -93,7 +92,8 @@ def export(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", p
         from coatnet_edge.export.openvino import export_openvino
 
         xml = export_openvino(onnx_path, out / f"{stem}.{precision}.xml", precision=precision, device=device)
-        parity = _parity(onnx_path, xml, images, precision, backend="openvino", device=device)
+        parity = _parity(onnx_path, xml, _parity_images(record, image_size), precision, backend="openvino",
+                         device=device)
         artifact, extra = xml, [xml.with_suffix(".bin")]
     else:
         options = EngineOptions(precision=precision, min_batch=1 if dynamic_batch else batch, opt_batch=batch,
