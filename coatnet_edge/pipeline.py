@@ -1,97 +1,307 @@
-"""``coatnet-edge run``: the end-to-end job on the built-in defaults.
+"""``coatnet-edge run [RECIPE.toml]``: the whole job, one recipe driving every stage.
 
-Today it is the foundation slice: built-in data -> the built-in trained CoAtNet (or any
-checkpoint) -> ONNX -> ONNX Runtime and OpenVINO, each compared with PyTorch on the same
-validation images. Later stages (distillation, INT8, TensorRT, the latency report) plug in here.
+    data -> (distill) -> onnx FP32 -> (quantize: Q/DQ INT8) -> one export stage per target -> compare
+
+Each stage lives in its own folder under the run folder with its artifacts, their manifests and a
+``stage.json``; a stage whose inputs and options are unchanged is reused (see ``stages.py``), so
+adding a target to a recipe builds only that target (and re-measures, since speed-ups are ratios
+taken in one run). Targets this machine cannot build are listed as "skipped: reason".
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
+from coatnet_edge.manifest import ensure_output_dir, manifest_path_for, sha256_file, write_json_atomic
+from coatnet_edge.recipe import Recipe, load_recipe, recipe_toml
+from coatnet_edge.stages import StageResult, folder_fingerprint, run_stage
 
-from coatnet_edge.data.preprocess import preprocess_batch
-from coatnet_edge.manifest import ensure_output_dir, sha256_file, write_json_atomic, write_manifest
-from coatnet_edge.metrics import compare_logits
-from coatnet_edge.progress import progress_bar
+Log = Callable[[str], None]
+EXPORT_TARGETS = {  # target -> (backend, precision, input stage)
+    "openvino-fp32": ("openvino", "fp32", "onnx"), "openvino-fp16": ("openvino", "fp16", "onnx"),
+    "openvino-int8": ("openvino", "int8", "quantize"), "tensorrt-fp16": ("tensorrt", "fp16", "onnx"),
+    "tensorrt-int8": ("tensorrt", "int8", "quantize"),
+}
 
 
 @dataclass
 class RunResult:
     out_dir: Path
+    recipe: Recipe
     rows: list[dict[str, Any]] = field(default_factory=list)
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> seconds, cached
+    files: dict[str, Path] = field(default_factory=dict)  # report md/csv/json/png
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
 
 
-def run(out_dir: str | Path = "runs/default", *, model: str | Path = "builtin:student",
-        eval_images: int = 240, threads: int | None = None) -> RunResult:
-    """Run the pipeline on built-in data and return per-backend agreement with PyTorch."""
-    import torch
+@dataclass
+class _Inputs:
+    """The resolved data folders and model source, with the identities that key the stages."""
 
-    from coatnet_edge.data.folders import scan_labeled_folder
-    from coatnet_edge.data.synth import write_dataset
-    from coatnet_edge.export.onnx import export_onnx
-    from coatnet_edge.models.builtin import resolve_source
-    from coatnet_edge.models.checkpoint import load_checkpoint
-    from coatnet_edge.runtime import load_runner
+    train: Path
+    val: Path | None
+    calib: Path
+    evaluation: Path
+    identity: dict[str, str] = field(default_factory=dict)
 
-    out = ensure_output_dir(out_dir)
-    result = RunResult(out)
 
-    with _stage(result.stage_seconds, "data"), progress_bar("built-in dataset") as bar:
-        data_dir = write_dataset(out / "data", progress=bar, workers=min(4, os.cpu_count() or 1))
-    with _stage(result.stage_seconds, "model"):
-        ckpt = resolve_source(model)
-        net, info = load_checkpoint(ckpt)
-    val = scan_labeled_folder(data_dir / "val", verify=False)
-    step = max(1, len(val) // eval_images)
-    samples = val.samples[::step][:eval_images]
-    pre = info.preprocess
-    images = preprocess_batch([s.path for s in samples], pre)
-    labels = np.array([s.label for s in samples])
-    name = ckpt.stem
-    with _stage(result.stage_seconds, "export_onnx"):
-        onnx_path = export_onnx(net, out / "onnx" / f"{name}.onnx", image_size=pre.image_size)
+def run(recipe: str | Path | dict[str, Any] | Recipe | None = None, *, out: str | Path | None = None,
+        force: tuple[str, ...] = (), log: Log = print) -> RunResult:
+    """Run ``recipe`` (a TOML path, a dict shaped like it, a ``Recipe``, or None for the built-in one).
 
-    with torch.no_grad():
-        reference = net(torch.from_numpy(images)).numpy()
-    result.rows.append(_row("pytorch", "fp32", reference, reference, labels))
-    for backend in ("onnxruntime", "openvino"):
-        with _stage(result.stage_seconds, f"run_{backend}"):
-            logits = load_runner(onnx_path, backend=backend, threads=threads).run(images)
-        result.rows.append(_row(backend, "fp32", reference, logits, labels))
+    ``out`` overrides the recipe's output folder; ``force`` names stages to redo even if unchanged
+    (e.g. ``("compare",)`` to re-measure).
+    """
+    started = time.perf_counter()
+    recipe = load_recipe(recipe)
+    out_dir = Path(out) if out is not None else recipe.resolve(recipe.out)
+    _preflight(recipe)
+    out_dir = ensure_output_dir(out_dir)
+    result = RunResult(out_dir, recipe)
+    versions = _versions()
 
-    write_manifest(onnx_path, {
-        "kind": "onnx", "precision": "fp32", "source": {"checkpoint": ckpt.name, "sha256": sha256_file(ckpt)},
-        "variant": net.cfg.name, "preprocess": pre.to_dict(),
-        "input_shape": ["batch", 3, pre.image_size, pre.image_size],
-        "parity": {r["backend"]: {k: r[k] for k in ("top1_agreement", "cosine", "max_abs")} for r in result.rows},
-    })
-    result.files = {"dataset": str(data_dir), "checkpoint": str(ckpt), "onnx": str(onnx_path)}
-    write_json_atomic(out / "run.json", {"rows": result.rows, "stage_seconds": result.stage_seconds,
-                                         "files": result.files, "eval_images": len(samples)})
+    def stage(name: str, inputs: dict[str, Any], build: Callable[[Path], dict[str, Any]]) -> StageResult:
+        done = run_stage(out_dir, name, {**inputs, "versions": versions, "seed": recipe.seed}, build,
+                         force=name in force or "all" in force, log=log)
+        result.stages[name] = {"seconds": done.seconds, "cached": done.cached}
+        return done
+
+    inputs = _data(recipe, out_dir, stage)
+    source, source_weights = _source(recipe)
+    model, weights, model_id = _model(recipe, inputs, stage)
+    fp32 = stage("onnx", {"model": model_id}, lambda folder: _export_onnx(model, weights, recipe, folder))
+    artifacts: dict[str, StageResult | None] = {"onnx": fp32}
+    wanted = recipe.targets.build
+    if recipe.quantize.enabled and any(t.endswith("int8") for t in wanted):
+        artifacts["quantize"] = stage("quantize", {"model": model_id, "calib": inputs.identity["calib"],
+                                                   **_quantize_identity(recipe, inputs)},
+                                      lambda folder: _quantize(model, weights, recipe, inputs, folder, log))
+    compared: list[Path] = []
+    for target in wanted:
+        if target in ("onnx-fp32", "onnx-int8"):
+            compared.append(artifacts["onnx" if target == "onnx-fp32" else "quantize"].outputs["artifact"])
+            continue
+        backend, precision, source_stage = EXPORT_TARGETS[target]
+        reason = _unbuildable(backend)
+        if reason:
+            result.skipped.append({"backend": backend, "precision": precision, "reason": reason})
+            log(f"[{target}] skipped: {reason}")
+            continue
+        upstream = artifacts[source_stage]
+        built = stage(target, {"from": upstream.sha256("artifact"), "device": recipe.targets.openvino_device,
+                               "max_batch": recipe.targets.tensorrt_max_batch},
+                      lambda folder, up=upstream, b=backend, p=precision: _export_target(up, b, p, recipe, folder))
+        compared.append(built.outputs["artifact"])
+
+    # the teacher's own row (a timm teacher has no weights slot beside the reference's; left out)
+    extra = [source] if recipe.distill.enabled and not source.startswith("timm:") else []
+    measured = stage("compare", {
+        "reference": model_id, "artifacts": [sha256_file(p) for p in compared],
+        "teacher": _model_identity(source, source_weights) if extra else None,
+        "data": inputs.identity["evaluation"], "evaluate": vars(recipe.evaluate), "benchmark": vars(recipe.benchmark),
+        "skipped": result.skipped,
+    }, lambda folder: _compare(model, weights, [*extra, *map(str, compared)], recipe, inputs, result.skipped, folder))
+    result.files = dict(measured.outputs)
+    result.rows = _rows(measured.outputs["json"])
+    result.seconds = round(time.perf_counter() - started, 1)
+    write_json_atomic(out_dir / "run.json", {
+        "recipe": recipe.to_dict(), "recipe_file": str(recipe.path) if recipe.path else None,
+        "stages": result.stages, "skipped": result.skipped, "seconds": result.seconds,
+        "report": {k: str(v) for k, v in result.files.items()}})
+    (out_dir / "recipe.toml").write_text(recipe_toml(recipe))
     return result
 
 
-def _row(backend: str, precision: str, reference: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> dict:
-    agreement = compare_logits(reference, logits)
-    return {"backend": backend, "precision": precision, "images": len(labels),
-            "top1": float(np.mean(logits.argmax(1) == labels)), **agreement.to_dict()}
+# --- inputs -------------------------------------------------------------------------------------
+
+def _preflight(recipe: Recipe) -> None:
+    """Check the recipe's files and folders before anything is written (bad input leaves nothing)."""
+    where = recipe.path or Path("<recipe>")
+    source = recipe.source
+    if not source.model.startswith(("builtin:", "timm:")) and not recipe.resolve(source.model).is_file():
+        raise CoatnetEdgeError(f"[source] model file not found: {recipe.resolve(source.model)}", path=where,
+                               fix="point [source] model at your checkpoint, or use builtin:teacher")
+    for section, key in (("source", "weights"), ("data", "train"), ("data", "val"), ("quantize", "calib_dir"),
+                         ("evaluate", "data")):
+        value = getattr(getattr(recipe, section), key)
+        if value is not None and not recipe.resolve(value).exists():
+            raise CoatnetEdgeError(f"[{section}] {key} not found: {recipe.resolve(value)}", path=where,
+                                   fix="check the path (relative paths are relative to the recipe file)")
+    student = recipe.distill.student
+    if recipe.distill.enabled and Path(student).suffix in (".safetensors", ".pt", ".pth") \
+            and not recipe.resolve(student).is_file():
+        raise CoatnetEdgeError(f"[distill] student checkpoint not found: {recipe.resolve(student)}", path=where,
+                               fix="use a variant name (e.g. coatnet_pico), builtin:student, or an existing file")
 
 
-@contextlib.contextmanager
-def _stage(sink: dict[str, float], name: str) -> Iterator[None]:
-    """Wall time of one stage, recorded even when the stage fails."""
-    start = time.perf_counter()
+def _data(recipe: Recipe, out_dir: Path, stage: Callable[..., StageResult]) -> _Inputs:
+    from coatnet_edge.training import resolve_splits
+
+    if recipe.data.train is None:
+        done = stage("data", {"builtin_seed": recipe.data.builtin_seed}, lambda folder: _builtin_data(recipe, folder))
+        root = done.outputs["dataset"]
+        inputs = _Inputs(root / "train", root / "val", root / "train", root / "val")
+        data_id = done.sha256("dataset")
+        inputs.identity = {"train": data_id, "val": data_id, "calib": data_id, "evaluation": data_id}
+        inputs.calib = recipe.resolve(recipe.quantize.calib_dir) or inputs.calib
+        inputs.evaluation = recipe.resolve(recipe.evaluate.data) or inputs.evaluation
+    else:
+        train, val = resolve_splits(recipe.resolve(recipe.data.train), recipe.resolve(recipe.data.val))
+        calib = recipe.resolve(recipe.quantize.calib_dir) or train
+        evaluation = recipe.resolve(recipe.evaluate.data) or val
+        if evaluation is None:
+            raise CoatnetEdgeError("no evaluation images: [data] train has no val/ split", path=recipe.path,
+                                   fix="set [data] val or [evaluate] data to a labeled folder")
+        inputs = _Inputs(train, val, calib, evaluation)
+        inputs.identity = {"train": folder_fingerprint(train), "val": folder_fingerprint(val) if val else "-"}
+    for name in ("calib", "evaluation"):
+        inputs.identity.setdefault(name, folder_fingerprint(getattr(inputs, name)))
+    return inputs
+
+
+def _builtin_data(recipe: Recipe, folder: Path) -> dict[str, Any]:
+    from coatnet_edge.data.synth import SynthConfig, write_dataset
+    from coatnet_edge.progress import progress_bar
+
+    with progress_bar("built-in dataset") as bar:
+        root = write_dataset(folder / "builtin", SynthConfig(seed=recipe.data.builtin_seed), progress=bar, workers=2)
+    return {"outputs": {"dataset": root}}
+
+
+def _source(recipe: Recipe) -> tuple[str, Path | None]:
+    """The source model as load_model takes it (paths resolved against the recipe) and its weights file."""
+    model = recipe.source.model
+    return (model if model.startswith(("builtin:", "timm:")) else str(recipe.resolve(model)),
+            recipe.resolve(recipe.source.weights))
+
+
+def _model(recipe: Recipe, inputs: _Inputs, stage: Callable[..., StageResult]) -> tuple[str, Path | None, str]:
+    """The FP32 model to deploy (the distilled student, or the source), its weights file, and its identity."""
+    model, weights = _source(recipe)
+    identity = _model_identity(model, weights)
+    if not recipe.distill.enabled:
+        return model, weights, identity
+    student = recipe.distill.student
+    student_id = _model_identity(student if not Path(student).suffix else str(recipe.resolve(student)), None)
+    done = stage("distill", {"teacher": identity, "student": student_id, "train": inputs.identity["train"],
+                             "val": inputs.identity["val"], "options": vars(recipe.distill)},
+                 lambda folder: _distill(model, weights, recipe, inputs, folder))
+    return str(done.outputs["student"]), None, done.sha256("student")
+
+
+def _model_identity(model: str, weights: Path | None) -> str:
+    from coatnet_edge.models.builtin import is_builtin, resolve_source
+
+    if is_builtin(model) or Path(model).is_file():
+        return sha256_file(resolve_source(model))
+    return f"{model}:{sha256_file(weights) if weights else 'random'}"
+
+
+# --- stages -------------------------------------------------------------------------------------
+
+def _distill(teacher: str, weights: Path | None, recipe: Recipe, inputs: _Inputs, folder: Path) -> dict[str, Any]:
+    from coatnet_edge.training import TrainConfig, distill
+
+    d = recipe.distill
+    student = d.student if not Path(d.student).suffix else str(recipe.resolve(d.student))
+    config = TrainConfig(epochs=d.epochs, batch_size=d.batch_size, lr=d.lr, warmup_epochs=d.warmup_epochs,
+                         min_crop_scale=d.min_crop_scale, kd_alpha=d.alpha, kd_temperature=d.temperature,
+                         max_steps_per_epoch=d.max_steps_per_epoch, seed=recipe.seed, workers=d.workers)
+    fit = distill(inputs.train, teacher=teacher, teacher_weights=weights, student=student, val=inputs.val,
+                  out=folder / "run", config=config)
+    checkpoint = folder / "student.safetensors"  # the last epoch: the validation split is the test set here
+    shutil.copy2(fit.checkpoint, checkpoint)
+    if manifest_path_for(fit.checkpoint).is_file():
+        shutil.copy2(manifest_path_for(fit.checkpoint), manifest_path_for(checkpoint))
+    return {"outputs": {"student": checkpoint}, "history": fit.history, "summary": fit.summary}
+
+
+def _export_onnx(model: str, weights: Path | None, recipe: Recipe, folder: Path) -> dict[str, Any]:
+    from coatnet_edge.export.api import export_fp32_onnx
+    from coatnet_edge.models.source import load_model
+
+    loaded = load_model(model, weights=weights, num_classes=recipe.source.num_classes)
+    path, record = export_fp32_onnx(loaded, folder)
+    return {"outputs": {"artifact": path}, "parity": record.get("parity")}
+
+
+def _quantize_identity(recipe: Recipe, inputs: _Inputs) -> dict[str, Any]:
+    budget = recipe.quantize.max_drop is not None
+    return {"options": vars(recipe.quantize), "evaluation": inputs.identity["evaluation"] if budget else None,
+            "train": inputs.identity["train"] if recipe.quantize.method == "qat" else None}
+
+
+def _quantize(model: str, weights: Path | None, recipe: Recipe, inputs: _Inputs, folder: Path,
+              log: Log) -> dict[str, Any]:
+    from coatnet_edge.quantization import quantize
+
+    q = recipe.quantize
+    qat_config = None
+    if q.method == "qat":
+        from coatnet_edge.calibration.qat import QatConfig
+
+        qat_config = QatConfig(epochs=q.qat_epochs, seed=recipe.seed)
+    done = quantize(model, calib_dir=inputs.calib, out=folder, method=q.method, preset=q.preset, scheme=q.scheme,
+                    calib_size=q.calib_size, seed=recipe.seed, smooth_quant=q.smooth_quant, max_drop=q.max_drop,
+                    eval_dir=inputs.evaluation if q.max_drop is not None else None,
+                    max_float_layers=q.max_float_layers, train_dir=inputs.train if q.method == "qat" else None,
+                    qat_config=qat_config, weights=weights, num_classes=recipe.source.num_classes, log=log)
+    return {"outputs": {"artifact": done.int8_onnx}, "check_vs_fp32": done.manifest.get("check_vs_fp32"),
+            "accuracy_budget": done.manifest.get("accuracy_budget")}
+
+
+def _unbuildable(backend: str) -> str | None:
+    """Why this machine cannot build ``backend`` (None when it can)."""
+    if backend != "tensorrt":
+        return None
+    from coatnet_edge.export.tensorrt import import_tensorrt
+
     try:
-        yield
-    finally:
-        sink[name] = round(time.perf_counter() - start, 3)
+        import_tensorrt()
+    except MissingDependencyError:
+        return "TensorRT is not installed (NVIDIA GPU + pip install 'coatnet-edge[tensorrt]', or JetPack)"
+    import torch
+
+    return None if torch.cuda.is_available() else "no NVIDIA GPU visible"
+
+
+def _export_target(upstream: StageResult, backend: str, precision: str, recipe: Recipe,
+                   folder: Path) -> dict[str, Any]:
+    from coatnet_edge.export.api import export
+
+    done = export(upstream.outputs["artifact"], out=folder, backend=backend, precision=precision,
+                  device=recipe.targets.openvino_device, max_batch=recipe.targets.tensorrt_max_batch,
+                  log=lambda line: None)
+    return {"outputs": {"artifact": done.artifact}, "parity_vs_onnx": done.manifest.get("parity_vs_onnx")}
+
+
+def _compare(reference: str, weights: Path | None, artifacts: list[str], recipe: Recipe, inputs: _Inputs,
+             skipped: list[dict[str, str]], folder: Path) -> dict[str, Any]:
+    from coatnet_edge.reporting import compare
+
+    b = recipe.benchmark
+    report = compare(reference, artifacts, data=inputs.evaluation, out=folder,
+                     batches=b.batches, threads=b.threads, warmup=b.warmup, runs=b.runs, limit=recipe.evaluate.limit,
+                     reference_weights=weights, skipped=skipped)
+    return {"outputs": dict(report.files)}
+
+
+def _rows(compare_json: Path) -> list[dict[str, Any]]:
+    import json
+
+    from coatnet_edge.reporting import comparison_rows
+
+    return comparison_rows(json.loads(compare_json.read_text()))
+
+
+def _versions() -> dict[str, str]:
+    from coatnet_edge.environment import library_versions
+
+    return {k: v for k, v in library_versions().items() if k not in ("pillow",)}

@@ -22,7 +22,7 @@ from coatnet_edge.manifest import atomic_path, ensure_output_dir, write_json_ato
 
 COMPARISON_SCHEMA = "coatnet-edge/comparison/v1"
 COLUMNS = ["device", "artifact", "backend", "precision", "top1", "agreement", "cosine", "sqnr_db", "size_mb",
-           "batch", "p50_ms", "p90_ms", "speedup"]
+           "batch", "p50_ms", "p90_ms", "speedup", "note"]
 
 
 @dataclass
@@ -34,8 +34,12 @@ class Report:
 def compare(reference: str | Path, artifacts: list[str | Path], *, data: str | Path, out: str | Path,
             batches: tuple[int, ...] = (1,), threads: int | None = None, warmup: int = 10, runs: int | None = 50,
             seconds: float | None = None, limit: int | None = None, labeled: bool | None = None,
-            reference_weights: str | Path | None = None) -> Report:
-    """Evaluate + benchmark the reference and the artifacts; write the table (md/csv/json) and plot (png)."""
+            reference_weights: str | Path | None = None, skipped: list[dict[str, str]] | None = None) -> Report:
+    """Evaluate + benchmark the reference and the artifacts; write the table (md/csv/json) and plot (png).
+
+    ``skipped`` lists targets that could not be built here (``backend``, ``precision``, ``reason``):
+    they appear in the table as "skipped: reason" rather than silently missing.
+    """
     from coatnet_edge.evaluation import evaluate
     from coatnet_edge.latency import benchmark
 
@@ -47,7 +51,7 @@ def compare(reference: str | Path, artifacts: list[str | Path], *, data: str | P
     doc = {"schema": COMPARISON_SCHEMA, "created": timing["created"], "environment": timing["environment"],
            "method": {**timing["method"], "accuracy": f"{accuracy[0]['images']} images of {data}",
                       "reference": str(reference), "speedup": "reference p50 / artifact p50, same batch, same run"},
-           "accuracy": accuracy, "latency": timing["results"]}
+           "accuracy": accuracy, "latency": timing["results"], "skipped": list(skipped or [])}
     return write_report(comparison_rows(doc), out, stem="compare", sources=[doc])
 
 
@@ -67,7 +71,9 @@ def comparison_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
             "cosine": acc.get("vs_reference_cosine"), "sqnr_db": acc.get("vs_reference_sqnr_db"),
             "size_mb": lat["size_bytes"] / 1e6 if lat.get("size_bytes") else None, "batch": lat["batch"],
             "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"],
-            "speedup": ref_p50[lat["batch"]] / lat["p50_ms"] if lat["batch"] in ref_p50 else None})
+            "speedup": ref_p50[lat["batch"]] / lat["p50_ms"] if lat["batch"] in ref_p50 else None, "note": ""})
+    rows += [{"device": device, "artifact": "-", "backend": item["backend"], "precision": item["precision"],
+              "batch": None, "note": f"skipped: {item['reason']}"} for item in doc.get("skipped", [])]
     return rows
 
 
@@ -93,11 +99,11 @@ FORMATS = {"top1": ".4f", "agreement": ".4f", "cosine": ".6f", "sqnr_db": ".1f",
 
 
 TERMINAL_COLUMNS = ["artifact", "backend", "precision", "top1", "agreement", "cosine", "size_mb", "batch", "p50_ms",
-                    "p90_ms", "speedup"]
+                    "p90_ms", "speedup", "note"]
 
 
 def table_cells(row: dict[str, Any], columns: list[str] = COLUMNS) -> list[str]:
-    return [_fmt(row.get(c), FORMATS.get(c, "")) if c in FORMATS else str(row.get(c, "")) for c in columns]
+    return [_fmt(row.get(c), FORMATS.get(c, "")) for c in columns]
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -127,6 +133,13 @@ def write_report(rows: list[dict[str, Any]], out: str | Path, *, stem: str, sour
     return Report(rows, files)
 
 
+def _point_label(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """'backend precision', plus the artifact's name where two points would read the same (teacher, student)."""
+    label = f"{row['backend']} {row['precision']}"
+    twins = [r for r in rows if r["backend"] == row["backend"] and r["precision"] == row["precision"]]
+    return f"{label} ({row['artifact'].split('.')[0]})" if len(twins) > 1 else label
+
+
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     """Indices of points not dominated (lower latency and higher accuracy is better)."""
     front = []
@@ -145,6 +158,7 @@ def plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> Path:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
+    rows = [r for r in rows if r.get("p50_ms") is not None]  # skipped targets have no point
     metric = "top1" if any(r.get("top1") is not None for r in rows) else "agreement"
     fig, ax = plt.subplots(figsize=(8, 5.5))
     devices = sorted({r["device"] for r in rows})
@@ -155,7 +169,7 @@ def plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> Path:
         points = [(r["p50_ms"], r[metric]) for r in chosen]
         ax.scatter([p[0] for p in points], [p[1] for p in points], color=colours(k), label=device, zorder=3)
         for i, (r, (x, y)) in enumerate(sorted(zip(chosen, points, strict=True), key=lambda rp: rp[1][0])):
-            ax.annotate(f"{r['backend']} {r['precision']}", (x, y), fontsize=7, xytext=(4, 4 if i % 2 else -10),
+            ax.annotate(_point_label(r, chosen), (x, y), fontsize=7, xytext=(4, 4 if i % 2 else -10),
                         textcoords="offset points")  # alternate above/below so neighbours don't overlap
         front = sorted(points[i] for i in pareto_front(points))
         ax.scatter([p[0] for p in front], [p[1] for p in front], s=160, facecolors="none", edgecolors=colours(k),

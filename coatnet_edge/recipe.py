@@ -1,0 +1,289 @@
+"""Recipes: one TOML file that drives every stage of ``coatnet-edge run``.
+
+A recipe is a set of frozen dataclasses, one per TOML table. Loading is strict, like a compiler:
+an unknown key, a wrong type or an impossible value is a one-line error that names the recipe
+file, the table and key, and the fix. Relative paths are resolved against the recipe's folder, so
+a recipe and its data can move together. ``coatnet-edge run --print-recipe`` writes the built-in
+recipe as TOML, the starting point for your own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 (JetPack 6)
+    import tomli as tomllib
+
+from coatnet_edge.errors import CoatnetEdgeError
+
+TARGETS = ("onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-fp16", "openvino-int8", "tensorrt-fp16",
+           "tensorrt-int8")
+
+
+@dataclass(frozen=True)
+class SourceSection:
+    """The FP32 model you start from: ``builtin:teacher``, a checkpoint, or ``timm:<name>`` + weights."""
+
+    model: str = "builtin:teacher"
+    weights: str | None = None
+    num_classes: int | None = None
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """Image folders. Without ``train`` the built-in dataset is generated into ``<out>/data``."""
+
+    train: str | None = None
+    val: str | None = None
+    builtin_seed: int = 0
+
+
+@dataclass(frozen=True)
+class DistillSection:
+    """Teacher -> student knowledge distillation (off: the source model itself is deployed).
+
+    The built-in recipe starts from the shipped, already distilled ``builtin:student`` and runs two
+    short KD epochs, so the demo stays within minutes; ``student = "coatnet_pico"`` with ~60 epochs
+    distils from scratch (the recipe of the shipped student, 24 min on 2 cores).
+    """
+
+    enabled: bool = True
+    student: str = "builtin:student"
+    epochs: int = 2
+    batch_size: int = 64
+    lr: float = 5e-4
+    warmup_epochs: float = 0.0
+    min_crop_scale: float = 0.6
+    alpha: float = 0.7
+    temperature: float = 4.0
+    max_steps_per_epoch: int | None = None
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class QuantizeSection:
+    """INT8: PTQ or QAT through NNCF into one Q/DQ ONNX that feeds ONNX Runtime, OpenVINO and TensorRT."""
+
+    enabled: bool = True
+    method: str = "ptq"
+    preset: str = "tensorrt"
+    scheme: str = "hybrid"
+    calib_dir: str | None = None
+    calib_size: int = 300
+    smooth_quant: bool = False
+    max_drop: float | None = None
+    max_float_layers: int = 16
+    qat_epochs: int = 3
+
+
+@dataclass(frozen=True)
+class TargetsSection:
+    """What to build. Targets this machine cannot build (TensorRT without a GPU) are reported as skipped."""
+
+    build: tuple[str, ...] = TARGETS
+    openvino_device: str = "CPU"
+    tensorrt_max_batch: int = 32
+
+
+@dataclass(frozen=True)
+class EvaluateSection:
+    """Accuracy data (default: the validation split) and an optional cap on images."""
+
+    data: str | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class BenchmarkSection:
+    """Latency method: warm-up runs, timed runs, batch sizes and runtime threads."""
+
+    batches: tuple[int, ...] = (1, 8)
+    warmup: int = 10
+    runs: int = 50
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    out: str = "runs/default"
+    seed: int = 0
+    source: SourceSection = field(default_factory=SourceSection)
+    data: DataSection = field(default_factory=DataSection)
+    distill: DistillSection = field(default_factory=DistillSection)
+    quantize: QuantizeSection = field(default_factory=QuantizeSection)
+    targets: TargetsSection = field(default_factory=TargetsSection)
+    evaluate: EvaluateSection = field(default_factory=EvaluateSection)
+    benchmark: BenchmarkSection = field(default_factory=BenchmarkSection)
+    path: Path | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        record = dataclasses.asdict(self)
+        record.pop("path")
+        return record
+
+    def resolve(self, value: str | None) -> Path | None:
+        """A path from the recipe: relative ones are relative to the recipe's folder (or the working folder)."""
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() or self.path is None else self.path.parent / path
+
+
+_CHOICES = {
+    ("quantize", "method"): ("ptq", "qat"),
+    ("quantize", "preset"): ("tensorrt", "openvino"),
+    ("quantize", "scheme"): ("hybrid", "cnn", "transformer"),
+}
+_POSITIVE = {("distill", "epochs"), ("distill", "batch_size"), ("quantize", "calib_size"), ("quantize", "qat_epochs"),
+             ("benchmark", "runs"), ("targets", "tensorrt_max_batch"), ("distill", "lr"), ("distill", "workers")}
+
+
+def load_recipe(source: str | Path | dict[str, Any] | Recipe | None = None) -> Recipe:
+    """The built-in recipe (``None``), a TOML file, a dict shaped like the TOML, or a ``Recipe``."""
+    if source is None:
+        return Recipe()
+    if isinstance(source, Recipe):
+        return source
+    if isinstance(source, dict):
+        return _build(source, where=Path("<recipe dict>"), path=None)
+    path = Path(source)
+    if not path.is_file():
+        raise CoatnetEdgeError("recipe file not found", path=path,
+                               fix="check the path, or start from `coatnet-edge run --print-recipe > recipe.toml`")
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise CoatnetEdgeError(f"not valid TOML ({err})", path=path,
+                               fix="fix the syntax, or start from `coatnet-edge run --print-recipe`") from None
+    return _build(table, where=path, path=path.resolve())
+
+
+def _build(table: dict[str, Any], *, where: Path, path: Path | None) -> Recipe:
+    sections = {f.name: f for f in dataclasses.fields(Recipe) if f.name != "path"}
+    _check_keys(table, sections, where, "top level")
+    values: dict[str, Any] = {}
+    hints = typing.get_type_hints(Recipe)
+    for name, value in table.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, dict):
+                raise CoatnetEdgeError(f"'{name}' must be a table ([{name}])", path=where,
+                                       fix=f"write it as a [{name}] section")
+            values[name] = _section(kind, name, value, where)
+        else:
+            values[name] = _coerce(value, kind, where, name)
+    recipe = Recipe(**values, path=path)
+    _check_values(recipe, where)
+    return recipe
+
+
+def _section(kind: type, name: str, table: dict[str, Any], where: Path) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(kind)}
+    _check_keys(table, fields, where, f"[{name}]")
+    hints = typing.get_type_hints(kind)
+    return kind(**{key: _coerce(value, hints[key], where, f"[{name}] {key}") for key, value in table.items()})
+
+
+def _check_keys(table: dict[str, Any], known: dict[str, Any], where: Path, scope: str) -> None:
+    for key in table:
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise CoatnetEdgeError(f"unknown key '{key}' in {scope}", path=where,
+                                   fix=f"{hint}known keys: {', '.join(known)}")
+
+
+def _type_name(kind: Any) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    if typing.get_origin(kind) is tuple:
+        return f"a list of {_type_name(typing.get_args(kind)[0]).removeprefix('an ').removeprefix('a ')}s"
+    return names.get(kind, str(kind))
+
+
+def _coerce(value: Any, kind: Any, where: Path, key: str) -> Any:
+    """Check one TOML value against the field's type (TOML has no null: leave a key out for 'none')."""
+    if isinstance(kind, types.UnionType):  # X | None
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    ok = False
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is str:
+        ok = isinstance(value, str)
+    elif typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        ok = isinstance(value, list) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
+        value = tuple(value) if ok else value
+    if not ok:
+        raise CoatnetEdgeError(f"{key} must be {_type_name(kind)}, got {value!r}", path=where,
+                               fix="e.g. `coatnet-edge run --print-recipe` shows every key with its default")
+    return value
+
+
+def _check_values(recipe: Recipe, where: Path) -> None:
+    for (section, key), allowed in _CHOICES.items():
+        value = getattr(getattr(recipe, section), key)
+        if value not in allowed:
+            raise CoatnetEdgeError(f"[{section}] {key} = {value!r} is not one of {', '.join(allowed)}", path=where,
+                                   fix=f"use one of: {', '.join(allowed)}")
+    for section, key in _POSITIVE:
+        value = getattr(getattr(recipe, section), key)
+        if value <= 0:
+            raise CoatnetEdgeError(f"[{section}] {key} must be > 0, got {value}", path=where,
+                                   fix="use a positive value")
+    for target in recipe.targets.build:
+        if target not in TARGETS:
+            close = difflib.get_close_matches(target, TARGETS, n=1)
+            raise CoatnetEdgeError(f"[targets] build has unknown target '{target}'", path=where,
+                                   fix=(f"did you mean '{close[0]}'? " if close else "") + f"use: {', '.join(TARGETS)}")
+    if not recipe.quantize.enabled and any(t.endswith("int8") for t in recipe.targets.build):
+        raise CoatnetEdgeError("[targets] build asks for INT8 targets but [quantize] enabled = false", path=where,
+                               fix="enable [quantize] or drop the *-int8 targets")
+    if not recipe.benchmark.batches or any(b < 1 for b in recipe.benchmark.batches):
+        raise CoatnetEdgeError(f"[benchmark] batches must be positive integers, got {list(recipe.benchmark.batches)}",
+                               path=where, fix="e.g. batches = [1, 8]")
+    if recipe.source.model.startswith("timm:") and recipe.source.weights is None:
+        raise CoatnetEdgeError(f"[source] model = '{recipe.source.model}' needs its fine-tuned weights", path=where,
+                               fix="add weights = \"path/to/model.safetensors\" to [source]")
+    if recipe.data.train is None and recipe.data.val is not None:
+        raise CoatnetEdgeError("[data] val is set but train is not", path=where,
+                               fix="set [data] train too (the built-in data has its own val split)")
+
+
+def recipe_toml(recipe: Recipe | None = None) -> str:
+    """The recipe as TOML, every key written (unset optional keys as comments)."""
+    recipe = recipe or Recipe()
+    lines = ["# coatnet-edge recipe: `coatnet-edge run THIS.toml`. Relative paths are relative to this file.",
+             f"out = {_toml(recipe.out)}", f"seed = {recipe.seed}"]
+    for f in dataclasses.fields(Recipe):
+        section = getattr(recipe, f.name)
+        if not dataclasses.is_dataclass(section):
+            continue
+        doc = (type(section).__doc__ or "").strip().splitlines()[0]
+        lines += ["", f"[{f.name}]  # {doc}"]
+        for key, value in dataclasses.asdict(section).items():
+            lines.append(f"# {key} = ...  (unset)" if value is None else f"{key} = {_toml(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
