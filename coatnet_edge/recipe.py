@@ -144,7 +144,7 @@ _CHOICES = {
     ("quantize", "scheme"): ("hybrid", "cnn", "transformer"),
 }
 _POSITIVE = {("distill", "epochs"), ("distill", "batch_size"), ("quantize", "calib_size"), ("quantize", "qat_epochs"),
-             ("benchmark", "runs"), ("targets", "tensorrt_max_batch"), ("distill", "lr"), ("distill", "workers")}
+             ("benchmark", "runs"), ("targets", "tensorrt_max_batch"), ("distill", "lr")}
 
 
 def load_recipe(source: str | Path | dict[str, Any] | Recipe | None = None) -> Recipe:
@@ -244,6 +244,9 @@ def _check_values(recipe: Recipe, where: Path) -> None:
         if value <= 0:
             raise CoatnetEdgeError(f"[{section}] {key} must be > 0, got {value}", path=where,
                                    fix="use a positive value")
+    if recipe.distill.workers < 0:
+        raise CoatnetEdgeError(f"[distill] workers must be >= 0, got {recipe.distill.workers}", path=where,
+                               fix="use 0 (load in the main process) or more")
     for target in recipe.targets.build:
         if target not in TARGETS:
             close = difflib.get_close_matches(target, TARGETS, n=1)

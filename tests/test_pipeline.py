@@ -1,0 +1,156 @@
+"""``coatnet-edge run``: recipes, stage reuse, determinism and resuming after a kill — all real stages.
+
+A tiny recipe (the shared tiny dataset, two distillation steps, 40 calibration images, three
+timed runs) keeps each run to seconds while every library does its real work.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from safetensors.torch import load_file
+
+from coatnet_edge.recipe import Recipe, load_recipe, recipe_toml
+from tests.conftest import run_cli
+
+TARGETS = ["onnx-fp32", "onnx-int8", "openvino-int8", "tensorrt-int8"]
+
+
+def tiny_recipe(data: Path, out: Path, targets: list[str] = TARGETS) -> str:
+    return f"""
+out = "{out}"
+seed = 0
+[data]
+train = "{data}"
+[distill]
+epochs = 1
+max_steps_per_epoch = 2
+batch_size = 32
+workers = 0
+[quantize]
+calib_size = 40
+[targets]
+build = {targets!r}
+[evaluate]
+limit = 48
+[benchmark]
+batches = [1]
+warmup = 1
+runs = 3
+""".replace("'", '"')
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    root = tmp_path_factory.mktemp("run")
+    recipe = root / "recipe.toml"
+    recipe.write_text(tiny_recipe(tiny_dataset, root / "out"))
+    proc = run_cli("run", str(recipe))
+    assert proc.returncode == 0, proc.stderr
+    return recipe, proc
+
+
+def int8_scales(path: Path) -> dict[str, np.ndarray]:
+    model = onnx.load(str(path))
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    return {node.input[1]: init[node.input[1]] for node in model.graph.node if node.op_type == "QuantizeLinear"
+            and node.input[1] in init}
+
+
+def test_recipe_run_prints_table_writes_stages_and_report(first_run: tuple) -> None:
+    recipe, proc = first_run
+    out = recipe.parent / "out"
+    for needle in ("student.int8.onnx", "student.int8.xml", "onnxruntime", "openvino", "int8",
+                   "skipped: TensorRT is not installed", "compare.png", "stage wall time"):
+        assert needle in proc.stdout, needle
+    for stage in ("distill", "onnx", "quantize", "openvino-int8", "compare"):
+        assert (out / stage / "stage.json").is_file(), stage
+    assert not (out / "tensorrt-int8").exists()  # skipped, not half-built
+    assert {p.suffix for p in (out / "compare").iterdir()} >= {".md", ".csv", ".json", ".png"}
+    assert (out / "compare" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "skipped: TensorRT" in (out / "compare" / "compare.md").read_text()
+    assert (out / "quantize" / "student.int8.onnx.manifest.json").is_file() or \
+        list((out / "quantize").glob("*.int8*.json"))
+    assert load_recipe(out / "recipe.toml") == load_recipe(recipe)  # the effective recipe, kept beside the run
+
+
+def test_unchanged_stages_are_reused_and_a_new_target_builds_alone(first_run: tuple, tiny_dataset: Path) -> None:
+    recipe, _ = first_run
+    again = run_cli("run", str(recipe))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("unchanged") == 5, again.stdout  # distill onnx quantize openvino-int8 compare
+    assert "building" not in again.stdout
+    recipe.write_text(tiny_recipe(tiny_dataset, recipe.parent / "out", [*TARGETS, "openvino-fp32"]))
+    more = run_cli("run", str(recipe))
+    assert more.returncode == 0, more.stderr
+    built = [line.split("]")[0][1:] for line in more.stdout.splitlines() if " building in " in line]
+    assert built == ["openvino-fp32", "compare"], more.stdout  # speed-ups are re-measured in one run
+    assert "student.fp32.xml" in more.stdout
+
+
+def test_same_recipe_and_seed_give_byte_identical_onnx(first_run: tuple, tiny_dataset: Path, tmp_path: Path) -> None:
+    from coatnet_edge import run
+
+    recipe, _ = first_run
+    first = recipe.parent / "out"
+    second = run(load_recipe(recipe), out=tmp_path / "again", log=lambda line: None)
+    for rel in ("onnx/student.fp32.onnx", "quantize/student.int8.onnx", "openvino-int8/student.int8.bin"):
+        assert (first / rel).read_bytes() == (tmp_path / "again" / rel).read_bytes(), rel
+    # the checkpoint's metadata holds the epoch's wall time; its tensors must match exactly
+    w1, w2 = (load_file(str(root / "distill/student.safetensors")) for root in (first, tmp_path / "again"))
+    assert w1.keys() == w2.keys() and all(np.array_equal(w1[k].numpy(), w2[k].numpy()) for k in w1)
+    a, b = int8_scales(first / "quantize/student.int8.onnx"), int8_scales(second.out_dir / "quantize/student.int8.onnx")
+    assert len(a) > 20 and a.keys() == b.keys()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_killed_run_resumes_cleanly(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(tiny_recipe(tiny_dataset, out, ["onnx-int8", "openvino-int8"]))
+    proc = subprocess.Popen([sys.executable, "-m", "coatnet_edge", "run", str(recipe)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "COATNET_EDGE_PROGRESS": "0"},
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (out / "quantize").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-quantize: distill and onnx are done, quantize is not
+    proc.wait()
+    assert (out / "distill" / "stage.json").is_file()
+    assert not (out / "quantize" / "stage.json").exists()
+
+    resumed = run_cli("run", str(recipe))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "[distill] unchanged" in resumed.stdout and "[onnx] unchanged" in resumed.stdout
+    assert "[quantize] building" in resumed.stdout
+    assert (out / "quantize" / "stage.json").is_file() and (out / "compare" / "compare.json").is_file()
+    assert not list(out.rglob("*.partial")), "temporary files left behind"
+
+
+def test_printed_recipe_round_trips_and_documents_every_section(tmp_path: Path) -> None:
+    text = recipe_toml()
+    for section in ("[source]", "[data]", "[distill]", "[quantize]", "[targets]", "[evaluate]", "[benchmark]"):
+        assert section in text
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    assert load_recipe(path) == Recipe()
+    proc = run_cli("run", "--print-recipe")
+    assert proc.returncode == 0 and proc.stdout == text
+
+
+def test_relative_paths_are_relative_to_the_recipe(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "r.toml"
+    path.write_text('out = "runs/x"\n[data]\ntrain = "../images"\n')
+    recipe = load_recipe(path)
+    assert recipe.resolve(recipe.out) == tmp_path / "sub" / "runs/x"
+    assert recipe.resolve(recipe.data.train).resolve() == (tmp_path / "images").resolve()
