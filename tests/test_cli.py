@@ -69,15 +69,23 @@ def test_scan_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_run_prints_agreement_table(tmp_path: Path) -> None:
-    proc = run_cli("run", "--out", str(tmp_path / "run"), "--eval-images", "48")
+def test_builtin_recipe_end_to_end(tmp_path: Path) -> None:
+    """README command 1: the built-in recipe, every stage real, table with FP32, ONNX INT8 and OpenVINO INT8."""
+    proc = run_cli("run", "--out", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr
-    for backend in ("pytorch", "onnxruntime", "openvino"):
-        assert backend in proc.stdout
     record = json.loads((tmp_path / "run" / "run.json").read_text())
-    rows = {r["backend"]: r for r in record["rows"]}
-    assert rows["pytorch"]["top1"] > 0.5  # the built-in student is trained, not random
-    assert rows["onnxruntime"]["max_abs"] <= 1e-4 and rows["openvino"]["max_abs"] <= 1e-4
-    assert rows["onnxruntime"]["top1_agreement"] == 1.0
-    manifest = json.loads((tmp_path / "run" / "onnx" / "builtin_student.onnx.manifest.json").read_text())
+    assert set(record["stages"]) >= {"data", "distill", "onnx", "quantize", "openvino-fp32", "openvino-fp16",
+                                     "openvino-int8", "compare"}
+    doc = json.loads((tmp_path / "run" / "compare" / "compare.json").read_text())
+    accuracy = {(r["backend"], r["precision"], Path(r["artifact"]).name): r for r in doc["accuracy"]}
+    student = accuracy[("pytorch", "fp32", "student.safetensors")]
+    assert student["top1"] > 0.85  # distilled from the trained teacher, not random
+    for key in (("onnxruntime", "int8", "student.int8.onnx"), ("openvino", "int8", "student.int8.xml")):
+        assert accuracy[key]["vs_reference_top1_agreement"] > 0.95, key
+        assert abs(accuracy[key]["top1"] - student["top1"]) < 0.02, key
+    assert accuracy[("onnxruntime", "fp32", "student.fp32.onnx")]["vs_reference_top1_agreement"] == 1.0
+    assert {r["batch"] for r in doc["latency"]} == {1, 8}
+    assert all(p.stat().st_size > 0 for p in (tmp_path / "run" / "compare").glob("compare.*"))
+    assert "tensorrt" in proc.stdout and ("skipped:" in proc.stdout or "student.int8.engine" in proc.stdout)
+    manifest = json.loads((tmp_path / "run" / "onnx" / "student.fp32.onnx.manifest.json").read_text())
     assert manifest["sha256"] and manifest["preprocess"]["image_size"] == 64 and "onnxruntime" in manifest["versions"]

@@ -154,3 +154,11 @@ def test_relative_paths_are_relative_to_the_recipe(tmp_path: Path) -> None:
     recipe = load_recipe(path)
     assert recipe.resolve(recipe.out) == tmp_path / "sub" / "runs/x"
     assert recipe.resolve(recipe.data.train).resolve() == (tmp_path / "images").resolve()
+
+
+@pytest.mark.parametrize("name", ["finetuned.toml", "timm.toml"])
+def test_example_recipes_are_valid(name: str) -> None:
+    from coatnet_edge.models.registry import list_variants
+
+    recipe = load_recipe(Path(__file__).parents[1] / "examples" / "recipes" / name)
+    assert recipe.distill.student in (*list_variants(), "builtin:student")
