@@ -95,7 +95,8 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, metho
     budget_record = None
     if max_drop is not None or sensitivity:
         qmodel, budget_record, ranking_files = _sensitivity_and_budget(
-            qmodel, fp32_model, evalset or calib, out / name, max_drop=max_drop, max_float=max_float_layers, log=log)
+            qmodel, fp32_model, evalset or calib, out / name, max_drop=max_drop, max_float=max_float_layers, log=log,
+            rank_always=sensitivity)
 
     int8_path = out / f"{name}.int8.onnx"
     with atomic_path(int8_path) as tmp:
@@ -158,7 +159,8 @@ def _train_folder(path: str | Path) -> Any:
 
 
 def _sensitivity_and_budget(qmodel: Any, fp32_model: Any, data: CalibrationSet, stem: Path, *,
-                            max_drop: float | None, max_float: int, log: Log) -> tuple[Any, dict | None, dict]:
+                            max_drop: float | None, max_float: int, log: Log,
+                            rank_always: bool = True) -> tuple[Any, dict | None, dict]:
     from coatnet_edge.calibration.sensitivity import (
         fit_budget,
         onnx_logits,
@@ -169,6 +171,13 @@ def _sensitivity_and_budget(qmodel: Any, fp32_model: Any, data: CalibrationSet, 
     from coatnet_edge.progress import progress_bar
 
     reference = onnx_logits(fp32_model, data.images)
+    if max_drop is not None and not rank_always:  # the per-layer ranking costs minutes: only when needed
+        budget = fit_budget(qmodel, fp32_model, [], data.images, reference, max_drop=max_drop, labels=data.labels)
+        if budget.met:
+            log(f"accuracy budget {max_drop} points ({budget.metric}, {len(data)} images from {data.root}): "
+                f"{budget.before:.2f}, met with every layer in INT8 (no per-layer ranking needed)")
+            return qmodel, {"max_drop": max_drop, "metric": budget.metric, "images": len(data), "met": True,
+                            "before": budget.before, "after": budget.after, "float_nodes": [], "steps": []}, {}
     with progress_bar("INT8 sensitivity per layer") as bar:
         ranking = rank_layers(qmodel, fp32_model, data.images, reference, progress=bar)
     files = {"csv": write_sensitivity_csv(ranking, stem.with_suffix(".sensitivity.csv")),

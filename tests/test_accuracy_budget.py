@@ -143,3 +143,15 @@ def test_evaluation_folder_with_other_classes_is_refused(tiny_dataset: Path, tmp
                                   "--max-drop", "1",
                                   "--out", str(out)), str(other), "classes")
     assert not out.exists()
+
+
+def test_budget_met_by_plain_int8_skips_the_ranking(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "q"
+    proc = run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(tiny_dataset / "train"),
+                   "--calib-size", "24", "--eval-dir", str(tiny_dataset / "val"), "--eval-size", "36",
+                   "--max-drop", "50", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "met with every layer in INT8" in proc.stdout
+    assert not (out / "builtin_student.sensitivity.csv").exists()
+    budget = json.loads((out / "builtin_student.int8.onnx.manifest.json").read_text())["accuracy_budget"]
+    assert budget["met"] is True and budget["float_nodes"] == []
