@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
-from coatnet_edge.manifest import ensure_output_dir, manifest_path_for, sha256_file, write_json_atomic
+from coatnet_edge.manifest import ensure_output_dir, manifest_path_for, sha256_file, sha256_text, write_json_atomic
 from coatnet_edge.recipe import Recipe, load_recipe, recipe_toml
 from coatnet_edge.stages import StageResult, folder_fingerprint, run_stage
 
@@ -302,6 +302,10 @@ def _rows(compare_json: Path) -> list[dict[str, Any]]:
 
 
 def _versions() -> dict[str, str]:
+    """Library versions plus a hash of this package's code: a changed toolkit redoes the stages."""
     from coatnet_edge.environment import library_versions
 
-    return {k: v for k, v in library_versions().items() if k not in ("pillow",)}
+    package = Path(__file__).parent
+    code = "\n".join(f"{p.relative_to(package)}\t{sha256_file(p)}" for p in sorted(package.rglob("*.py")))
+    return {**{k: v for k, v in library_versions().items() if k not in ("pillow",)},
+            "coatnet_edge_code": sha256_text(code)}

@@ -255,3 +255,34 @@ def test_timm_reference_in_compare(nano_weights: tuple, images_256: Path, tmp_pa
     reference = next(r for r in result.rows if r["backend"] == "pytorch")
     assert reference["speedup"] == 1.0 and reference["agreement"] == 1.0
     assert result.files["png"].is_file()
+
+
+def test_recipe_with_a_timm_source_runs_every_stage(nano_weights: tuple, images_256: Path, tmp_path: Path) -> None:
+    """`coatnet-edge run` on a fine-tuned timm CoAtNet (no distillation): INT8 ONNX + IR, compared with timm."""
+    from tests.conftest import run_cli
+
+    weights, _ = nano_weights
+    recipe = tmp_path / "timm.toml"
+    recipe.write_text(f"""
+out = "out"
+[source]
+model = "timm:coatnet_nano_rw_224"
+weights = "{weights}"
+[data]
+train = "{images_256}"
+[distill]
+enabled = false
+[quantize]
+calib_size = 24
+[targets]
+build = ["onnx-int8", "openvino-int8"]
+[benchmark]
+batches = [1]
+warmup = 1
+runs = 2
+""")
+    proc = run_cli("run", str(recipe))
+    assert proc.returncode == 0, proc.stderr
+    assert "nano_finetuned.int8.onnx" in proc.stdout and "nano_finetuned.int8.xml" in proc.stdout
+    assert "timm:coatnet_nano_rw_224" in proc.stdout  # the reference row: timm's own model in PyTorch
+    assert (tmp_path / "out" / "compare" / "compare.png").is_file()  # out is relative to the recipe
