@@ -89,12 +89,17 @@ def run(recipe: str | Path | dict[str, Any] | Recipe | None = None, *, out: str 
             compared.append(artifacts["onnx" if target == "onnx-fp32" else "quantize"].outputs["artifact"])
             continue
         backend, precision, source_stage = EXPORT_TARGETS[target]
-        reason = _unbuildable(backend)
-        if reason:
-            result.skipped.append({"backend": backend, "precision": precision, "reason": reason})
-            log(f"[{target}] skipped: {reason}")
-            continue
         upstream = artifacts[source_stage]
+        reason = _unbuildable(backend)
+        if reason:  # still hand over what the device needs: the ONNX, its manifest and the trtexec line
+            kit = stage(target, {"from": upstream.sha256("artifact"), "kit": True,
+                                 "max_batch": recipe.targets.tensorrt_max_batch},
+                        lambda folder, up=upstream, p=precision: _device_kit(up, p, recipe, folder))
+            script = kit.outputs["trtexec"]
+            result.skipped.append({"backend": backend, "precision": precision,
+                                   "reason": f"{reason}; build on the device: {target}/{script.name}"})
+            log(f"[{target}] skipped: {reason}; wrote {script} to build the engine on the device")
+            continue
         built = stage(target, {"from": upstream.sha256("artifact"), "device": recipe.targets.openvino_device,
                                "max_batch": recipe.targets.tensorrt_max_batch},
                       lambda folder, up=upstream, b=backend, p=precision: _export_target(up, b, p, recipe, folder))
@@ -280,6 +285,23 @@ def _export_target(upstream: StageResult, backend: str, precision: str, recipe: 
                   device=recipe.targets.openvino_device, max_batch=recipe.targets.tensorrt_max_batch,
                   log=lambda line: None)
     return {"outputs": {"artifact": done.artifact}, "parity_vs_onnx": done.manifest.get("parity_vs_onnx")}
+
+
+def _device_kit(upstream: StageResult, precision: str, recipe: Recipe, folder: Path) -> dict[str, Any]:
+    """What a Jetson needs to build the engine itself: the ONNX (+ manifest) and the trtexec script."""
+    from coatnet_edge.export.tensorrt import EngineOptions, write_trtexec_script
+    from coatnet_edge.manifest import read_manifest
+
+    onnx_path = upstream.outputs["artifact"]
+    copy = folder / onnx_path.name
+    shutil.copy2(onnx_path, copy)
+    shutil.copy2(manifest_path_for(onnx_path), manifest_path_for(copy))
+    size = int((read_manifest(onnx_path) or {})["input_shape"][-1])
+    options = EngineOptions(precision=precision, max_batch=recipe.targets.tensorrt_max_batch, image_size=size)
+    stem = onnx_path.name.removesuffix(".onnx").removesuffix(".fp32").removesuffix(".int8")
+    script = write_trtexec_script(folder / f"{stem}.{precision}.trtexec.sh", copy.name, f"{stem}.{precision}.engine",
+                                  options)
+    return {"outputs": {"onnx": copy, "trtexec": script}}
 
 
 def _compare(reference: str, weights: Path | None, artifacts: list[str], recipe: Recipe, inputs: _Inputs,

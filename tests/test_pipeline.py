@@ -74,7 +74,11 @@ def test_recipe_run_prints_table_writes_stages_and_report(first_run: tuple) -> N
         assert needle in proc.stdout, needle
     for stage in ("distill", "onnx", "quantize", "openvino-int8", "compare"):
         assert (out / stage / "stage.json").is_file(), stage
-    assert not (out / "tensorrt-int8").exists()  # skipped, not half-built
+    kit = out / "tensorrt-int8"  # not buildable here: the device kit (ONNX + manifest + trtexec line) instead
+    assert sorted(p.name for p in kit.iterdir()) == ["stage.json", "student.int8.onnx",
+                                                     "student.int8.onnx.manifest.json", "student.int8.trtexec.sh"]
+    assert "--int8" in (kit / "student.int8.trtexec.sh").read_text() and "--onnx=student.int8.onnx" in \
+        (kit / "student.int8.trtexec.sh").read_text()
     assert {p.suffix for p in (out / "compare").iterdir()} >= {".md", ".csv", ".json", ".png"}
     assert (out / "compare" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "skipped: TensorRT" in (out / "compare" / "compare.md").read_text()
@@ -87,7 +91,7 @@ def test_unchanged_stages_are_reused_and_a_new_target_builds_alone(first_run: tu
     recipe, _ = first_run
     again = run_cli("run", str(recipe))
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("unchanged") == 5, again.stdout  # distill onnx quantize openvino-int8 compare
+    assert again.stdout.count("unchanged") == 6, again.stdout  # distill onnx quantize ov-int8 trt-kit compare
     assert "building" not in again.stdout
     recipe.write_text(tiny_recipe(tiny_dataset, recipe.parent / "out", [*TARGETS, "openvino-fp32"]))
     more = run_cli("run", str(recipe))
