@@ -275,7 +275,7 @@ def recipe_toml(recipe: Recipe | None = None) -> str:
         section = getattr(recipe, f.name)
         if not dataclasses.is_dataclass(section):
             continue
-        doc = (type(section).__doc__ or "").strip().splitlines()[0]
+        doc = (type(section).__doc__ or "").strip().splitlines()[0].replace("``", "`")
         lines += ["", f"[{f.name}]  # {doc}"]
         for key, value in dataclasses.asdict(section).items():
             lines.append(f"# {key} = ...  (unset)" if value is None else f"{key} = {_toml(value)}")

@@ -166,3 +166,8 @@ def test_example_recipes_are_valid(name: str) -> None:
 
     recipe = load_recipe(Path(__file__).parents[1] / "examples" / "recipes" / name)
     assert recipe.distill.student in (*list_variants(), "builtin:student")
+
+
+def test_readme_shows_the_builtin_recipe_as_printed() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert "```toml\n" + recipe_toml() + "```" in readme
