@@ -557,9 +557,8 @@ def predict(model: str, images: tuple[Path, ...], top_k: int) -> None:
 
 def _print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     from rich.console import Console
-    from rich.table import Table
-
     from rich.markup import escape
+    from rich.table import Table
 
     table = Table(title=escape(title))
     for i, name in enumerate(header):
