@@ -10,6 +10,7 @@ taken in one run). Targets this machine cannot build are listed as "skipped: rea
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable
@@ -18,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
-from coatnet_edge.manifest import ensure_output_dir, manifest_path_for, sha256_file, sha256_text, write_json_atomic
+from coatnet_edge.manifest import (
+    atomic_path,
+    ensure_output_dir,
+    manifest_path_for,
+    sha256_file,
+    sha256_text,
+    write_json_atomic,
+)
 from coatnet_edge.recipe import Recipe, load_recipe, recipe_toml
 from coatnet_edge.stages import StageResult, folder_fingerprint, run_stage
 
@@ -28,6 +36,8 @@ EXPORT_TARGETS = {  # target -> (backend, precision, input stage)
     "openvino-int8": ("openvino", "int8", "quantize"), "tensorrt-fp16": ("tensorrt", "fp16", "onnx"),
     "tensorrt-int8": ("tensorrt", "int8", "quantize"),
 }
+
+STAGES = ("data", "distill", "onnx", "quantize", *EXPORT_TARGETS, "compare", "all")
 
 
 @dataclass
@@ -63,7 +73,20 @@ def run(recipe: str | Path | dict[str, Any] | Recipe | None = None, *, out: str 
     recipe = load_recipe(recipe)
     out_dir = Path(out) if out is not None else recipe.resolve(recipe.out)
     _preflight(recipe)
+    unknown = sorted(set(force) - set(STAGES))
+    if unknown:
+        raise CoatnetEdgeError(f"--force {unknown[0]}: no such stage", fix=f"use one of: {', '.join(STAGES)}")
+    fresh = not out_dir.exists()
     out_dir = ensure_output_dir(out_dir)
+    try:
+        return _run(recipe, out_dir, force, log, started)
+    except BaseException:
+        if fresh and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # bad input found mid-run: no empty run folder left behind
+        raise
+
+
+def _run(recipe: Recipe, out_dir: Path, force: tuple[str, ...], log: Log, started: float) -> RunResult:
     result = RunResult(out_dir, recipe)
     versions = _versions()
 
@@ -120,7 +143,8 @@ def run(recipe: str | Path | dict[str, Any] | Recipe | None = None, *, out: str 
         "recipe": recipe.to_dict(), "recipe_file": str(recipe.path) if recipe.path else None,
         "stages": result.stages, "skipped": result.skipped, "seconds": result.seconds,
         "report": {k: str(v) for k, v in result.files.items()}})
-    (out_dir / "recipe.toml").write_text(recipe_toml(recipe))
+    with atomic_path(out_dir / "recipe.toml") as tmp:
+        tmp.write_text(recipe_toml(dataclasses.replace(recipe.with_absolute_paths(), out=str(out_dir.resolve()))))
     return result
 
 

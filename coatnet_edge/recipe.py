@@ -130,6 +130,23 @@ class Recipe:
         record.pop("path")
         return record
 
+    def with_absolute_paths(self) -> Recipe:
+        """The same recipe with every path made absolute: the copy kept in the run folder still works there."""
+        def fix(value: str | None) -> str | None:
+            return None if value is None else str(self.resolve(value).resolve())
+
+        def file_or_name(value: str) -> str:
+            return fix(value) if Path(value).suffix and not value.startswith(("builtin:", "timm:")) else value
+
+        return dataclasses.replace(
+            self, out=fix(self.out),
+            source=dataclasses.replace(self.source, model=file_or_name(self.source.model),
+                                       weights=fix(self.source.weights)),
+            data=dataclasses.replace(self.data, train=fix(self.data.train), val=fix(self.data.val)),
+            distill=dataclasses.replace(self.distill, student=file_or_name(self.distill.student)),
+            quantize=dataclasses.replace(self.quantize, calib_dir=fix(self.quantize.calib_dir)),
+            evaluate=dataclasses.replace(self.evaluate, data=fix(self.evaluate.data)))
+
     def resolve(self, value: str | None) -> Path | None:
         """A path from the recipe: relative ones are relative to the recipe's folder (or the working folder)."""
         if value is None:

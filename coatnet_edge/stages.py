@@ -60,7 +60,11 @@ def run_stage(root: Path, name: str, inputs: dict[str, Any], build: Callable[[Pa
     folder.mkdir(parents=True)
     log(f"[{name}] building in {folder}")
     started = time.perf_counter()
-    built = build(folder)
+    try:
+        built = build(folder)
+    except BaseException:  # a failed stage leaves nothing half-built (a SIGKILL is caught on the next run)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     seconds = round(time.perf_counter() - started, 2)
     outputs: dict[str, Path] = built.pop("outputs")
     record = {"schema": STAGE_SCHEMA, "stage": name, "key": key, "inputs": inputs, "seconds": seconds,

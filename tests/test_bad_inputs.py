@@ -350,3 +350,16 @@ def test_missing_recipe_file(tmp_path: Path) -> None:
     proc = run_cli("run", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "out"))
     assert_one_line_error(proc, "nope.toml", "recipe file not found", "--print-recipe")
     assert not (tmp_path / "out").exists()
+
+
+def test_recipe_data_with_another_class_count_leaves_no_run_folder(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Found mid-run (by the distillation stage): the half-made stage and the empty run folder are removed."""
+    data = _three_classes(tmp_path / "three" / "train", tiny_dataset)
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(f'out = "out"\n[data]\ntrain = "{data}"\nval = "{data}"\n[distill]\nepochs = 1\n')
+    _expect_error(tmp_path, ["run", str(recipe)], "three", "12 classes", absent=tmp_path / "out")
+
+
+def test_force_of_an_unknown_stage(tmp_path: Path) -> None:
+    _expect_error(tmp_path, ["run", "--force", "compile", "--out", str(tmp_path / "out")], "compile",
+                  absent=tmp_path / "out")
