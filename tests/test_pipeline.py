@@ -171,3 +171,18 @@ def test_example_recipes_are_valid(name: str) -> None:
 def test_readme_shows_the_builtin_recipe_as_printed() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert "```toml\n" + recipe_toml() + "```" in readme
+
+
+def test_recipe_with_qat(tiny_dataset: Path, tmp_path: Path) -> None:
+    import json
+
+    from coatnet_edge import run
+
+    text = tiny_recipe(tiny_dataset, tmp_path / "out", ["onnx-int8", "openvino-int8"])
+    recipe = tmp_path / "qat.toml"
+    recipe.write_text(text.replace("[quantize]\n", "[quantize]\nmethod = \"qat\"\nqat_epochs = 1\n"))
+    result = run(recipe, log=lambda line: None)
+    manifest = json.loads((result.out_dir / "quantize" / "student.int8.onnx.manifest.json").read_text())
+    assert manifest["quantization"]["method"] == "qat" and manifest["quantization"]["qat"]["epochs"] == 1
+    int8 = {r["backend"]: r for r in result.rows if r["precision"] == "int8"}
+    assert set(int8) == {"onnxruntime", "openvino"} and all(r["agreement"] > 0.85 for r in int8.values())
