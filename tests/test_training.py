@@ -156,3 +156,15 @@ def test_cli_errors(tiny_dataset: Path, tmp_path: Path, teacher: Path) -> None:
     assert_one_line_error(run_cli("distill", "--data", str(other), "--teacher", str(teacher), "--out",
                                   str(tmp_path / "o2")), "teacher predicts 12 classes but the folder has 2")
     assert not (tmp_path / "o2" / "last.safetensors").exists()
+
+
+def test_worker_loaders_leave_sigchld_as_found(tiny_dataset: Path, tmp_path: Path) -> None:
+    """PyTorch's DataLoader installs a SIGCHLD handler for its workers and never removes it; an
+    in-process train must not leave it behind (it made later subprocess exits kill the process)."""
+    import signal
+
+    before = signal.getsignal(signal.SIGCHLD)
+    options = {**FAST, "workers": 2, "max_steps_per_epoch": 2}
+    train(tiny_dataset, out=tmp_path, model="coatnet_pico", epochs=1, log=_quiet, **options)
+    assert signal.getsignal(signal.SIGCHLD) is before
+    assert subprocess.run([sys.executable, "-c", "pass"], timeout=60).returncode == 0
