@@ -121,7 +121,7 @@ def _run(recipe: Recipe, out_dir: Path, force: tuple[str, ...], log: Log, starte
             script = kit.outputs["trtexec"]
             result.skipped.append({"backend": backend, "precision": precision,
                                    "reason": f"{reason}; build on the device: {target}/{script.name}"})
-            log(f"[{target}] skipped: {reason}; wrote {script} to build the engine on the device")
+            log(f"[{target}] skipped: {reason}; the device kit {script} builds the engine on the device")
             continue
         built = stage(target, {"from": upstream.sha256("artifact"), "device": recipe.targets.openvino_device,
                                "max_batch": recipe.targets.tensorrt_max_batch},
