@@ -30,7 +30,7 @@ from coatnet_edge.data.augment import AugmentConfig
 from coatnet_edge.data.defaults import builtin_preprocess, is_builtin_dataset
 from coatnet_edge.data.folders import ImageFolder, format_skipped, looks_labeled, scan_folder
 from coatnet_edge.data.preprocess import PreprocessConfig
-from coatnet_edge.data.torch_data import NO_LABEL, FolderDataset, restores_sigchld
+from coatnet_edge.data.torch_data import NO_LABEL, FolderDataset, without_worker_sigchld
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.manifest import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
 from coatnet_edge.models.builtin import is_builtin
@@ -295,7 +295,7 @@ def _teacher_input(x: torch.Tensor, student_pre: PreprocessConfig, teacher_pre: 
 
 
 @torch.no_grad()
-@restores_sigchld
+@without_worker_sigchld
 def predict_logits(model: nn.Module, folder: ImageFolder, pre: PreprocessConfig, *, device: torch.device,
                    batch_size: int = 128, workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels over a folder with the eval preprocessing."""
@@ -314,7 +314,7 @@ def _top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(1) == labels).float().mean()) if len(labels) else float("nan")
 
 
-@restores_sigchld
+@without_worker_sigchld
 def _fit(model: CoAtNet, pre: PreprocessConfig, train_set: ImageFolder, val_set: ImageFolder | None,
          cfg: TrainConfig, out: str | Path, *, resume: str | Path | None,
          teacher: tuple[nn.Module, PreprocessConfig] | None, log: Log,

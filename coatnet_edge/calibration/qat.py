@@ -31,7 +31,7 @@ from coatnet_edge.calibration.dataset import CalibrationSet
 from coatnet_edge.calibration.ptq import PtqSettings, nncf_preset_args, tensorrt_activation_args, to_signed_int8
 from coatnet_edge.data.augment import AugmentConfig
 from coatnet_edge.data.folders import ImageFolder
-from coatnet_edge.data.torch_data import NO_LABEL, FolderDataset, restores_sigchld
+from coatnet_edge.data.torch_data import NO_LABEL, FolderDataset, without_worker_sigchld
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
 from coatnet_edge.manifest import atomic_path, ensure_output_dir
 from coatnet_edge.metrics import compare_logits
@@ -104,7 +104,7 @@ def fake_quantize(model: nn.Module, calib: CalibrationSet, settings: PtqSettings
     return quantized, ignored
 
 
-@restores_sigchld
+@without_worker_sigchld
 def qat(model: nn.Module, calib: CalibrationSet, train_set: ImageFolder, *, settings: PtqSettings | None = None,
         config: QatConfig | None = None, eval_images: np.ndarray | None = None, out: str | Path | None = None,
         log: Log = print) -> QatResult:

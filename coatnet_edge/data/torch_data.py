@@ -8,15 +8,13 @@ whether the run was resumed.
 from __future__ import annotations
 
 import functools
-import signal
-import threading
+import importlib
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torch.utils.data._utils import signal_handling
 
 from coatnet_edge.data.augment import AugmentConfig, train_transform
 from coatnet_edge.data.folders import ImageFolder
@@ -27,27 +25,30 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def restores_sigchld(fn: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Leave the process's SIGCHLD handler as it was found once ``fn``'s DataLoader workers are gone.
+def without_worker_sigchld(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``fn`` with PyTorch's DataLoader kept from installing its process-wide SIGCHLD handler.
 
-    PyTorch installs a process-wide SIGCHLD handler the first time a DataLoader starts workers and
-    never removes it, so after an in-process ``train``/``distill``/``qat`` every later child exit
-    (any ``subprocess.run`` of the caller) interrupts the main thread. On an AMX Xeon VM (kernel 6.18)
-    that signal, delivered to a main thread that had run AMX kernels, made the kernel kill the whole
-    process with SIGSEGV (si_code SI_KERNEL). Restoring the handler removes the trigger; PyTorch
-    installs it again for the next loader that starts workers.
+    PyTorch installs that handler the first time a DataLoader starts workers (and never removes it)
+    so that a dead worker fails the loop at once. With it, every child exit signals the main thread;
+    on an AMX Xeon VM (kernel 6.18) such a signal, delivered to a main thread that had run AMX kernels,
+    made the kernel kill the whole process with SIGSEGV (si_code SI_KERNEL): once at a worker's exit
+    mid-QAT, once at a later ``subprocess.run``. Without the handler SIGCHLD is ignored, as by default,
+    and PyTorch still finds a dead worker by polling (every 5 s).
     """
     @functools.wraps(fn)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        if threading.current_thread() is not threading.main_thread():
-            return fn(*args, **kwargs)  # signal handlers can only be set from the main thread
-        previous = signal.getsignal(signal.SIGCHLD)
+        try:
+            torch_signals = importlib.import_module("torch.utils.data._utils.signal_handling")
+        except ImportError:
+            return fn(*args, **kwargs)
+        was_set = getattr(torch_signals, "_SIGCHLD_handler_set", None)
+        if was_set is None:
+            return fn(*args, **kwargs)  # another PyTorch: nothing to hold back
+        torch_signals._SIGCHLD_handler_set = True  # "already installed": DataLoader skips it
         try:
             return fn(*args, **kwargs)
         finally:
-            if previous is not None and signal.getsignal(signal.SIGCHLD) is not previous:
-                signal.signal(signal.SIGCHLD, previous)
-                signal_handling._SIGCHLD_handler_set = False
+            torch_signals._SIGCHLD_handler_set = was_set
 
     return wrapper
 
