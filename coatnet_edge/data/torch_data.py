@@ -8,7 +8,7 @@ whether the run was resumed.
 from __future__ import annotations
 
 import functools
-import importlib
+import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -37,10 +37,7 @@ def without_worker_sigchld(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """
     @functools.wraps(fn)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            torch_signals = importlib.import_module("torch.utils.data._utils.signal_handling")
-        except ImportError:
-            return fn(*args, **kwargs)
+        torch_signals = sys.modules.get("torch.utils.data._utils.signal_handling")  # loaded with torch.utils.data
         was_set = getattr(torch_signals, "_SIGCHLD_handler_set", None)
         if was_set is None:
             return fn(*args, **kwargs)  # another PyTorch: nothing to hold back
