@@ -71,10 +71,19 @@ def comparison_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
             "cosine": acc.get("vs_reference_cosine"), "sqnr_db": acc.get("vs_reference_sqnr_db"),
             "size_mb": lat["size_bytes"] / 1e6 if lat.get("size_bytes") else None, "batch": lat["batch"],
             "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"],
-            "speedup": ref_p50[lat["batch"]] / lat["p50_ms"] if lat["batch"] in ref_p50 else None, "note": ""})
+            "speedup": ref_p50[lat["batch"]] / lat["p50_ms"] if lat["batch"] in ref_p50 else None,
+            "note": _fallback_note(lat)})
     rows += [{"device": device, "artifact": "-", "backend": item["backend"], "precision": item["precision"],
               "batch": None, "note": f"skipped: {item['reason']}"} for item in doc.get("skipped", [])]
     return rows
+
+
+def _fallback_note(result: dict[str, Any]) -> str:
+    """Say so when the runtime ran another precision than the artifact holds (FP16 IR run in bf16)."""
+    held = result.get("artifact_precision")
+    if not held or held == result["precision"]:
+        return ""
+    return f"{held} artifact, ran as {result['precision']} (the runtime's executed precision on this device)"
 
 
 def report(results: list[str | Path], *, out: str | Path) -> Report:

@@ -14,10 +14,19 @@ import numpy as np
 
 @dataclass(frozen=True)
 class RunnerInfo:
+    """What ran: ``precision`` is the precision that really executed (a row's label), ``artifact_precision``
+    what the file holds; they differ when a runtime falls back (an FP16 IR on a CPU without FP16 math
+    runs in bf16)."""
+
     backend: str
     precision: str
     device: str
     artifact: str
+    artifact_precision: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.artifact_precision:
+            object.__setattr__(self, "artifact_precision", self.precision)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

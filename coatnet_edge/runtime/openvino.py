@@ -15,6 +15,7 @@ from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
 from coatnet_edge.runtime.base import RunnerInfo
 
 _PRECISION_HINTS = {"fp32": "f32", "int8": "f32", "fp16": "f16", "bf16": "bf16"}  # int8: float parts in f32
+_HINT_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}  # ov.Type.to_string() -> our labels
 
 
 class OpenVinoRunner:
@@ -38,8 +39,30 @@ class OpenVinoRunner:
                                    path=path, fix=f"check the file and that device {device} is available "
                                                   f"(available: {', '.join(core.available_devices)})") from None
         self.request = self.compiled.create_infer_request()
-        self.info = RunnerInfo("openvino", precision, device, str(path))
+        ran = executed_precision(self.compiled, precision)
+        self.info = RunnerInfo("openvino", ran, device, str(path), artifact_precision=precision)
 
     def run(self, images: np.ndarray) -> np.ndarray:
         result = self.request.infer({0: np.ascontiguousarray(images, dtype=np.float32)})
         return np.array(result[self.compiled.output(0)])
+
+
+def float_math(compiled: object) -> str | None:
+    """The float precision OpenVINO really compiled for (fp32/bf16/fp16), read back from the compiled
+    model: a CPU without FP16 math turns an ``f16`` hint into bf16 (AVX512-BF16/AMX) or f32."""
+    try:
+        hint = compiled.get_property("INFERENCE_PRECISION_HINT")  # type: ignore[attr-defined]
+    except Exception:  # devices without the property (some plugins) say nothing
+        return None
+    return _HINT_NAMES.get(hint.to_string() if hasattr(hint, "to_string") else str(hint))
+
+
+def executed_precision(compiled: object, precision: str) -> str:
+    """The row label of what ran: ``int8`` (float parts f32) or ``int8+bf16``; a float IR's label is
+    its float math (``fp16`` only where the CPU really ran f16)."""
+    math = float_math(compiled)
+    if math is None:
+        return precision
+    if precision == "int8":
+        return "int8" if math == "fp32" else f"int8+{math}"
+    return math
