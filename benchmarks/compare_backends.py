@@ -17,8 +17,8 @@ from pathlib import Path
 
 from coatnet_edge.data.synth import SynthConfig, write_dataset
 from coatnet_edge.environment import cpu_info
-from coatnet_edge.export.api import export
-from coatnet_edge.reporting import compare, markdown_table
+from coatnet_edge.measure.report import compare, markdown_table
+from coatnet_edge.pipeline.export import export
 
 
 def artifacts_for(model: str, data: Path, out: Path, calib_size: int) -> list[Path]:

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from coatnet_edge.calibration.dataset import build_calibration_set
+from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.data.synth import SynthConfig, write_dataset
 from coatnet_edge.environment import cpu_info
-from coatnet_edge.export.api import export
 from coatnet_edge.metrics import compare_logits
+from coatnet_edge.pipeline.export import export
 from coatnet_edge.runtime import load_runner
 
 
@@ -87,8 +87,8 @@ def bench(model: str, data: Path, out: Path, calib_size: int) -> list[dict]:
 
 
 def residual_tradeoff(model: str, data: Path, out: Path, calib_size: int) -> list[dict]:
+    from coatnet_edge.calibration.quantize import quantize
     from coatnet_edge.models.checkpoint import load_checkpoint
-    from coatnet_edge.quantization import quantize
 
     _, info = load_checkpoint(model)
     val = build_calibration_set(data / "val", info.preprocess, size=240, seed=1, warn_short=False).images

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from coatnet_edge.calibration.dataset import build_calibration_set
 from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
 from coatnet_edge.calibration.qat import QatConfig, export_qat_onnx, fake_quantize, qat
 from coatnet_edge.calibration.sensitivity import fit_budget, onnx_logits, rank_layers
 from coatnet_edge.data.folders import scan_folder
 from coatnet_edge.data.preprocess import preprocess_batch
+from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.data.synth import SynthConfig, write_dataset
 from coatnet_edge.environment import cpu_info
 from coatnet_edge.export.onnx import export_onnx

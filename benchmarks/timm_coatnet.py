@@ -28,15 +28,15 @@ def main() -> None:
     import torch
     from safetensors.torch import save_file
 
-    from coatnet_edge.calibration.dataset import build_calibration_set
+    from coatnet_edge.data.sampling import build_calibration_set
     from coatnet_edge.data.synth import SynthConfig, write_dataset
     from coatnet_edge.environment import cpu_info
-    from coatnet_edge.evaluation import run_batches
-    from coatnet_edge.export.api import export
-    from coatnet_edge.latency import time_runner
+    from coatnet_edge.measure.benchmark import time_runner
     from coatnet_edge.metrics import compare_logits
     from coatnet_edge.models.timm_source import timm_preprocess
+    from coatnet_edge.pipeline.export import export
     from coatnet_edge.runtime import load_runner
+    from coatnet_edge.runtime.base import run_batches
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/timm_bench"))

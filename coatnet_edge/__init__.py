@@ -13,17 +13,17 @@ __version__ = "0.1.0"
 
 _API = {
     # verb / object          -> module that defines it
-    "run": "coatnet_edge.pipeline",
-    "train": "coatnet_edge.training",
-    "distill": "coatnet_edge.training",
-    "TrainConfig": "coatnet_edge.training",
-    "quantize": "coatnet_edge.quantization",
+    "run": "coatnet_edge.pipeline.run",
+    "train": "coatnet_edge.training.verbs",
+    "distill": "coatnet_edge.training.verbs",
+    "TrainConfig": "coatnet_edge.training.verbs",
+    "quantize": "coatnet_edge.calibration.quantize",
     "export": "coatnet_edge.export",  # a package made callable: coatnet_edge.export(...) is the verb
-    "evaluate": "coatnet_edge.evaluation",
-    "benchmark": "coatnet_edge.latency",
-    "compare": "coatnet_edge.reporting",
-    "report": "coatnet_edge.reporting",
-    "predict": "coatnet_edge.prediction",
+    "evaluate": "coatnet_edge.measure.evaluate",
+    "benchmark": "coatnet_edge.measure.benchmark",
+    "compare": "coatnet_edge.measure.report",
+    "report": "coatnet_edge.measure.report",
+    "predict": "coatnet_edge.measure.predict",
     "create_model": "coatnet_edge.models.registry",
     "list_variants": "coatnet_edge.models.registry",
     "get_variant": "coatnet_edge.models.registry",

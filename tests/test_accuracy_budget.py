@@ -10,7 +10,6 @@ import onnx
 import pytest
 from PIL import Image
 
-from coatnet_edge.calibration.dataset import build_calibration_set
 from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
 from coatnet_edge.calibration.sensitivity import (
     fit_budget,
@@ -19,6 +18,7 @@ from coatnet_edge.calibration.sensitivity import (
     rank_layers,
     with_float_nodes,
 )
+from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.export.onnx import export_onnx
 from coatnet_edge.models.checkpoint import load_checkpoint
 from tests.conftest import assert_one_line_error, run_cli

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from coatnet_edge.calibration.dataset import build_calibration_set
 from coatnet_edge.data.defaults import builtin_preprocess
+from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coatnet_edge.calibration.dataset import build_calibration_set
+from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.export.tensorrt import EngineOptions, trtexec_command
 from coatnet_edge.metrics import compare_logits
@@ -108,7 +108,7 @@ def test_interrupted_exports_leave_nothing_at_the_final_name(tmp_path: Path, mon
     import onnx
     import openvino as ov
 
-    from coatnet_edge.export.api import export
+    from coatnet_edge.pipeline.export import export
 
     def boom(*args, **kwargs):
         raise RuntimeError("killed mid-write")
@@ -141,7 +141,7 @@ def test_trtexec_line_matches_the_engine_options() -> None:
 @pytest.mark.skipif(not HAS_TENSORRT, reason="TensorRT is not installed (NVIDIA GPU machines: "
                                               "pip install 'coatnet-edge[tensorrt]'; Jetson: JetPack)")
 def test_tensorrt_fp16_and_int8_engines_build(artifacts: Path, tmp_path: Path) -> None:
-    from coatnet_edge.export.api import export
+    from coatnet_edge.pipeline.export import export
 
     for model, precision in (("builtin:student", "fp16"), (str(artifacts / "builtin_student.int8.onnx"), "int8")):
         result = export(model, out=tmp_path, backend="tensorrt", precision=precision, log=lambda s: None)
@@ -153,7 +153,7 @@ def test_tensorrt_fp16_and_int8_engines_build(artifacts: Path, tmp_path: Path) -
 @pytest.mark.skipif(not HAS_TORCH_TENSORRT, reason="torch-tensorrt is not installed (NVIDIA GPU machines: "
                                                     "pip install 'coatnet-edge[tensorrt]')")
 def test_torch_tensorrt_fp16_and_int8_compile(tmp_path: Path, tiny_dataset: Path) -> None:
-    from coatnet_edge.export.api import export
+    from coatnet_edge.pipeline.export import export
 
     result = export("builtin:student", out=tmp_path, backend="torch-tensorrt", precision="fp16", log=lambda s: None)
     assert result.artifact.suffix == ".ep" and result.artifact.stat().st_size > 0

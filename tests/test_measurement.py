@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from coatnet_edge.export.api import export
-from coatnet_edge.latency import SCHEMA_FILE
+from coatnet_edge.measure.benchmark import SCHEMA_FILE
 from coatnet_edge.metrics import compare_logits
+from coatnet_edge.pipeline.export import export
 from tests.conftest import REPO, assert_one_line_error, run_cli
 
 
@@ -62,7 +62,7 @@ def test_benchmark_json_validates_against_its_schema(artifacts: dict, tmp_path: 
 
 
 def test_evaluate_labeled_and_unlabeled(artifacts: dict, tiny_dataset: Path, tmp_path: Path) -> None:
-    from coatnet_edge.evaluation import evaluate
+    from coatnet_edge.measure.evaluate import evaluate
 
     rows = evaluate([artifacts["fp32"], artifacts["int8"]], data=tiny_dataset / "val", reference="builtin:student")
     assert [r["backend"] for r in rows] == ["pytorch", "onnxruntime", "onnxruntime"]
@@ -97,7 +97,7 @@ def test_compare_writes_table_in_three_formats_and_a_real_plot(artifacts: dict, 
 
 
 def test_report_merges_devices(artifacts: dict, tiny_dataset: Path, tmp_path: Path) -> None:
-    from coatnet_edge.reporting import compare, report
+    from coatnet_edge.measure.report import compare, report
 
     cpu = compare("builtin:student", [artifacts["int8"]], data=tiny_dataset / "val", out=tmp_path / "cpu", runs=2,
                   warmup=0).files["json"]
@@ -113,7 +113,7 @@ def test_report_merges_devices(artifacts: dict, tiny_dataset: Path, tmp_path: Pa
 
 
 def test_pareto_front() -> None:
-    from coatnet_edge.reporting import pareto_front
+    from coatnet_edge.measure.report import pareto_front
 
     points = [(1.0, 0.90), (2.0, 0.95), (3.0, 0.93), (0.5, 0.80), (2.0, 0.90)]
     assert pareto_front(points) == [0, 1, 3]
@@ -123,7 +123,7 @@ def test_predict_runs_without_torch(artifacts: dict, tiny_dataset: Path) -> None
     image = sorted((tiny_dataset / "val").rglob("*.png"))[0]
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "from coatnet_edge.cli import main\n"
+        "from coatnet_edge.cli.app import main\n"
         f"code = main(['predict', '--model', {str(artifacts['xml'])!r}, {str(image)!r}, '--top-k', '3'])\n"
         "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
         "sys.exit(code)\n"

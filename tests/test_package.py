@@ -1,4 +1,4 @@
-"""Package hygiene: a light import, and ruff-clean sources."""
+"""Package hygiene: a light import, imports that run one way, and ruff-clean sources."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def test_public_api_resolves() -> None:
 def test_api_verbs_stay_functions_after_their_modules_load() -> None:
     """A submodule named like a verb would replace the verb on the package once imported."""
     import coatnet_edge
-    import coatnet_edge.pipeline
-    import coatnet_edge.training
+    import coatnet_edge.pipeline.run
+    import coatnet_edge.training.verbs
 
     for verb in ("run", "train", "distill", "create_model", "export_onnx", "load_runner"):
         assert callable(getattr(coatnet_edge, verb)) and not isinstance(getattr(coatnet_edge, verb), type(sys)), verb
@@ -43,7 +43,7 @@ def test_export_is_a_verb_and_a_package() -> None:
 
     assert callable(coatnet_edge.export)  # before any submodule import
     import coatnet_edge.export.onnx
-    from coatnet_edge.export.api import BACKENDS
+    from coatnet_edge.pipeline.export import BACKENDS
 
     assert callable(coatnet_edge.export) and coatnet_edge.export.onnx.export_onnx
     with pytest.raises(coatnet_edge.CoatnetEdgeError, match="unknown backend 'tflite'"):
@@ -56,3 +56,11 @@ def test_ruff_clean() -> None:
     proc = subprocess.run([ruff, "check", "coatnet_edge", "tests", "benchmarks"], cwd=REPO,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_imports_run_one_way() -> None:
+    """The layers and no-cycle contracts in pyproject.toml ([tool.importlinter]), checked by import-linter."""
+    lint = shutil.which("lint-imports") or str(REPO / ".venv" / "bin" / "lint-imports")
+    proc = subprocess.run([lint, "--no-cache"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    assert "2 kept, 0 broken" in proc.stdout, proc.stdout[-2000:]

@@ -19,7 +19,7 @@ import pytest
 from onnx import numpy_helper
 from safetensors.torch import load_file
 
-from coatnet_edge.recipe import Recipe, load_recipe, recipe_toml
+from coatnet_edge.pipeline.recipe import Recipe, load_recipe, recipe_toml
 from tests.conftest import run_cli
 
 TARGETS = ["onnx-fp32", "onnx-int8", "openvino-int8", "tensorrt-int8"]

@@ -9,8 +9,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from coatnet_edge.calibration.dataset import build_calibration_set
 from coatnet_edge.calibration.ptq import PtqSettings, hybrid_float_nodes, quantize_onnx
+from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.export.onnx import export_onnx
 from coatnet_edge.metrics import compare_logits

@@ -10,9 +10,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from coatnet_edge.calibration.dataset import build_calibration_set
 from coatnet_edge.calibration.ptq import to_signed_int8
 from coatnet_edge.calibration.sensitivity import onnx_logits
+from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.models.checkpoint import load_checkpoint
 from coatnet_edge.runtime import load_runner

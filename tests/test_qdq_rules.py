@@ -9,8 +9,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from coatnet_edge.calibration.dataset import build_calibration_set
 from coatnet_edge.calibration.ptq import PtqSettings, quantize_onnx
+from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.export.onnx import export_onnx
 from coatnet_edge.export.qdq_rules import check_qdq
 from coatnet_edge.models.checkpoint import load_checkpoint

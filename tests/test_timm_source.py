@@ -109,8 +109,8 @@ def timm_weights(request: pytest.FixtureRequest, nano_weights: tuple,
 def test_timm_model_through_export_and_quantize_cli(timm_weights: tuple, images_256: Path, tmp_path: Path) -> None:
     import json
 
-    from coatnet_edge.calibration.dataset import build_calibration_set
     from coatnet_edge.data.preprocess import PreprocessConfig
+    from coatnet_edge.data.sampling import build_calibration_set
     from coatnet_edge.export.qdq_rules import check_qdq
     from coatnet_edge.metrics import compare_logits
     from coatnet_edge.runtime import load_runner
@@ -162,8 +162,8 @@ def test_timm_teacher_distills_into_our_student_cli(nano_weights: tuple, images_
 
 
 def test_timm_reference_in_evaluate(nano_weights: tuple, images_256: Path, tmp_path: Path) -> None:
-    from coatnet_edge.evaluation import evaluate
-    from coatnet_edge.export.api import export
+    from coatnet_edge.measure.evaluate import evaluate
+    from coatnet_edge.pipeline.export import export
 
     path, _ = nano_weights
     onnx_path = export("timm:coatnet_nano_rw_224", weights=path, out=tmp_path, log=lambda s: None).artifact
@@ -220,10 +220,10 @@ def test_bad_timm_sources_are_one_line_errors(nano_weights: tuple, tmp_path: Pat
 
 def test_qat_on_a_timm_model_keeps_its_attention_stages_float(nano_weights: tuple, images_256: Path) -> None:
     """QAT (NNCF torch route) with timm's stage map: the hybrid scope is found by NNCF node name."""
-    from coatnet_edge.calibration.dataset import build_calibration_set
     from coatnet_edge.calibration.ptq import PtqSettings
     from coatnet_edge.calibration.qat import QatConfig, qat, torch_hybrid_float_nodes
     from coatnet_edge.data.folders import scan_folder
+    from coatnet_edge.data.sampling import build_calibration_set
     from coatnet_edge.export.qdq_rules import check_qdq
     from coatnet_edge.models.source import load_model
     from coatnet_edge.models.timm_source import TIMM_ATTENTION_STAGES
@@ -245,8 +245,8 @@ def test_qat_on_a_timm_model_keeps_its_attention_stages_float(nano_weights: tupl
 
 
 def test_timm_reference_in_compare(nano_weights: tuple, images_256: Path, tmp_path: Path) -> None:
-    from coatnet_edge.export.api import export
-    from coatnet_edge.reporting import compare
+    from coatnet_edge.measure.report import compare
+    from coatnet_edge.pipeline.export import export
 
     path, _ = nano_weights
     onnx_path = export("timm:coatnet_nano_rw_224", weights=path, out=tmp_path, log=lambda s: None).artifact

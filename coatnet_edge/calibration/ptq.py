@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coatnet_edge.calibration.dataset import CalibrationSet
+from coatnet_edge.data.sampling import CalibrationSet
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
 
 PRESETS = ("tensorrt", "openvino")

@@ -27,15 +27,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from coatnet_edge.calibration.dataset import CalibrationSet
 from coatnet_edge.calibration.ptq import PtqSettings, nncf_preset_args, tensorrt_activation_args, to_signed_int8
 from coatnet_edge.data.augment import AugmentConfig
 from coatnet_edge.data.folders import ImageFolder
-from coatnet_edge.data.torch_data import NO_LABEL, FolderDataset, without_worker_sigchld
+from coatnet_edge.data.sampling import CalibrationSet
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
 from coatnet_edge.manifest import atomic_path, ensure_output_dir
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.progress import progress_bar
+from coatnet_edge.training.torch_data import NO_LABEL, FolderDataset, without_worker_sigchld
 
 Log = Callable[[str], None]
 _TORCH_FLOAT_IN_ATTENTION = {"layer_norm", "softmax", "add", "mul", "div", "gelu", "__add__", "__mul__",
@@ -191,7 +191,7 @@ def _train_mode(model: nn.Module) -> None:
 
 
 def _loss(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: QatConfig) -> torch.Tensor:
-    from coatnet_edge.training import kd_loss
+    from coatnet_edge.training.verbs import kd_loss
 
     logits = student(x)
     with torch.no_grad():

@@ -1,12 +1,14 @@
-"""Export adapters, one module per target (onnx, openvino, tensorrt, torch_tensorrt), registered in
-``api.BACKENDS``; ``api.export`` drives them.
+"""Export adapters only, one module per target (onnx, openvino, tensorrt, torch_tensorrt): each takes a
+model or an ONNX file and writes one artifact; none of them calls ``quantize``.
 
-The package is also the verb: ``coatnet_edge.export(...)`` calls ``api.export`` (the package object
-is made callable), so the API mirrors ``coatnet-edge export`` although the name is a package.
+The export *verb* (quantize + adapter) lives a layer up, in ``coatnet_edge.pipeline.export``. The
+public name ``coatnet_edge.export`` is both this package and that verb: the package object is made
+callable and forwards the call, resolved by name at call time so no adapter depends on the verb.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
 from typing import Any
@@ -14,9 +16,7 @@ from typing import Any
 
 class _CallableModule(types.ModuleType):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from coatnet_edge.export.api import export
-
-        return export(*args, **kwargs)
+        return importlib.import_module("coatnet_edge.pipeline.export").export(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallableModule

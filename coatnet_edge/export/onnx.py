@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.manifest import atomic_path
+from coatnet_edge.export.parity import torch_parity
+from coatnet_edge.manifest import atomic_path, ensure_output_dir, sha256_file, write_manifest
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
@@ -62,3 +64,30 @@ def _drop_initializer_identities(graph) -> int:
     del graph.node[:]
     graph.node.extend(keep)
     return len(alias)
+
+
+def export_fp32_onnx(loaded: Any, out: str | Path, *, batch: int = 1, dynamic_batch: bool = True,
+                     log: Any = print) -> tuple[Path, dict[str, Any]]:
+    """``OUT/<name>.fp32.onnx`` with its manifest, parity against PyTorch measured and logged."""
+    out = ensure_output_dir(out)
+    size = loaded.preprocess.image_size
+    path = export_onnx(loaded.net, out / f"{loaded.stem}.fp32.onnx", image_size=size, batch_size=batch,
+                       dynamic_batch=dynamic_batch)
+    parity = torch_parity(loaded.net, path, size)
+    log(f"{path}: ONNX Runtime vs PyTorch max |diff| {parity['max_abs']:.2e}, cosine {parity['cosine']:.7f} "
+        f"({parity['method']})")
+    source = loaded.source_file
+    record = {"kind": "onnx", "precision": "fp32",
+              "source": {"checkpoint": str(source) if source else None,
+                         "sha256": sha256_file(source) if source else None, "variant": loaded.variant},
+              "variant": loaded.variant, "preprocess": loaded.preprocess.to_dict(), "class_names": loaded.class_names,
+              "opset": _opset(path), "input_shape": ["batch" if dynamic_batch else batch, 3, size, size],
+              "parity_vs_pytorch": parity}
+    write_manifest(path, record)
+    return path, record
+
+
+def _opset(path: Path) -> int:
+    import onnx
+
+    return next(o.version for o in onnx.load(str(path), load_external_data=False).opset_import if o.domain in ("",))

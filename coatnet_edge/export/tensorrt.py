@@ -16,12 +16,11 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
+from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.manifest import atomic_path
+from coatnet_edge.runtime.tensorrt import import_tensorrt
 
 PRECISIONS = ("fp32", "fp16", "int8")
-TENSORRT_HINT = ("on x86/SBSA with an NVIDIA GPU: pip install 'coatnet-edge[tensorrt]' "
-                 "(wheels from pypi.nvidia.com); on Jetson: TensorRT comes with JetPack")
 
 
 @dataclass(frozen=True)
@@ -45,14 +44,6 @@ class EngineOptions:
 
     def shape(self, batch: int) -> tuple[int, int, int, int]:
         return (batch, 3, self.image_size, self.image_size)
-
-
-def import_tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise MissingDependencyError("tensorrt", hint=TENSORRT_HINT) from None
-    return trt
 
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, options: EngineOptions) -> Path:

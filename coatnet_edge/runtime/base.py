@@ -38,3 +38,8 @@ class Runner(Protocol):
     def run(self, images: np.ndarray) -> np.ndarray:
         """Logits (N, classes) for a float32 NCHW batch."""
         ...
+
+
+def run_batches(runner: Runner, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Logits of ``images`` in batches of ``batch_size``: the one way every layer runs a runner over a set."""
+    return np.concatenate([runner.run(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])

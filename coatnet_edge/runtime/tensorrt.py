@@ -10,14 +10,24 @@ from pathlib import Path
 
 import numpy as np
 
-from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
 from coatnet_edge.runtime.base import RunnerInfo
+
+TENSORRT_HINT = ("on x86/SBSA with an NVIDIA GPU: pip install 'coatnet-edge[tensorrt]' "
+                 "(wheels from pypi.nvidia.com); on Jetson: TensorRT comes with JetPack")
+
+
+def import_tensorrt():
+    """``tensorrt``, or a one-line error saying how to get it (shared by the runner and the engine builder)."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise MissingDependencyError("tensorrt", hint=TENSORRT_HINT) from None
+    return trt
 
 
 class TensorRtRunner:
     def __init__(self, path: str | Path, *, precision: str = "unknown", device: str = "cuda:0", **_: object):
-        from coatnet_edge.export.tensorrt import import_tensorrt
-
         trt = import_tensorrt()
         import torch
 

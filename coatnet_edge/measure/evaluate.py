@@ -14,12 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from coatnet_edge.calibration.dataset import build_calibration_set
+from coatnet_edge.data.folders import scan_folder
 from coatnet_edge.data.preprocess import PreprocessConfig
+from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.manifest import read_manifest
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.progress import progress_bar
+from coatnet_edge.runtime import load_runner
+from coatnet_edge.runtime.artifact import artifact_profile, artifact_size
+from coatnet_edge.runtime.base import run_batches
 
 
 @dataclass
@@ -33,36 +36,9 @@ class EvalData:
         return len(self.images)
 
 
-def artifact_profile(path: str | Path, weights: str | Path | None = None) -> tuple[PreprocessConfig, list[str]]:
-    """Preprocessing and class names of a model source or an exported artifact (from its manifest)."""
-    from coatnet_edge.runtime import backend_for, load_runner
-
-    if backend_for(path) is None:
-        load_runner(path)  # raises the one-line "unknown artifact type" error
-    if backend_for(path) == "pytorch":
-        from coatnet_edge.models.timm_source import is_timm_source
-
-        if is_timm_source(path):
-            from coatnet_edge.models.source import load_model
-
-            loaded = load_model(path, weights=weights)
-            return loaded.preprocess, loaded.class_names
-        from coatnet_edge.models.checkpoint import read_checkpoint_info
-
-        info = read_checkpoint_info(path)  # header only: the runner loads the weights once
-        return info.preprocess, list(info.class_names)
-    manifest = read_manifest(path)
-    if manifest is None or "preprocess" not in manifest:
-        raise CoatnetEdgeError("no coatnet-edge manifest next to this artifact (preprocessing unknown)", path=path,
-                               fix="export it with `coatnet-edge export`, which writes <artifact>.manifest.json")
-    return PreprocessConfig.from_dict(manifest["preprocess"], source=path), list(manifest.get("class_names") or [])
-
-
 def load_eval_data(data: str | Path, preprocess: PreprocessConfig, class_names: list[str], *,
                    limit: int | None = None, seed: int = 0, labeled: bool | None = None) -> EvalData:
     """Preprocessed images (a seeded, class-stratified sample of ``limit`` when given) and labels."""
-    from coatnet_edge.data.folders import scan_folder
-
     size = limit or len(scan_folder(data, labeled=labeled, verify=False))
     sample = build_calibration_set(data, preprocess, size=size, seed=seed, min_images=1, warn_short=False,
                                    purpose="evaluation", labeled=labeled)
@@ -74,10 +50,6 @@ def load_eval_data(data: str | Path, preprocess: PreprocessConfig, class_names: 
     return EvalData(Path(data), sample.images, sample.labels, sample.classes)
 
 
-def run_batches(runner: Any, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    return np.concatenate([runner.run(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
-
-
 def evaluate(artifacts: list[str | Path], *, data: str | Path, reference: str | Path | None = None,
              limit: int | None = None, batch_size: int = 64, threads: int | None = None,
              labeled: bool | None = None, reference_weights: str | Path | None = None) -> list[dict[str, Any]]:
@@ -86,8 +58,6 @@ def evaluate(artifacts: list[str | Path], *, data: str | Path, reference: str | 
     ``labeled=False`` treats a class-folder tree as unlabeled images (agreement metrics only);
     ``reference_weights`` go with a ``timm:<name>`` reference.
     """
-    from coatnet_edge.runtime import load_runner
-
     items = ([reference] if reference is not None else []) + [a for a in artifacts if a != reference]
     if not items:
         raise CoatnetEdgeError("nothing to evaluate", fix="name at least one artifact")
@@ -120,14 +90,3 @@ def evaluate(artifacts: list[str | Path], *, data: str | Path, reference: str | 
             rows.append(row)
             bar(done, len(items), Path(str(item)).name)
     return rows
-
-
-def artifact_size(item: str | Path) -> int | None:
-    """Bytes on disk of the artifact and its weight file (.bin next to an OpenVINO .xml)."""
-    from coatnet_edge.models.builtin import resolve_source
-
-    path = resolve_source(item) if str(item).startswith("builtin:") else Path(item)
-    if not path.is_file():
-        return None
-    extra = path.with_suffix(".bin")
-    return path.stat().st_size + (extra.stat().st_size if path.suffix == ".xml" and extra.is_file() else 0)

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.export.onnx import export_fp32_onnx
+from coatnet_edge.export.parity import artifact_parity, parity_images
 from coatnet_edge.export.tensorrt import EngineOptions
 from coatnet_edge.manifest import ensure_output_dir, read_manifest, sha256_file, write_manifest
-from coatnet_edge.metrics import compare_logits
 
 # backend -> precisions it builds; the runner that opens its artifact is chosen from the suffix.
 BACKENDS: dict[str, tuple[str, ...]] = {
@@ -27,7 +26,6 @@ BACKENDS: dict[str, tuple[str, ...]] = {
     "tensorrt": ("fp32", "fp16", "int8"),
     "torch-tensorrt": ("fp32", "fp16", "int8"),
 }
-PARITY_IMAGES = 8
 
 
 @dataclass
@@ -92,8 +90,8 @@ def export(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", p
         from coatnet_edge.export.openvino import export_openvino
 
         xml = export_openvino(onnx_path, out / f"{stem}.{precision}.xml", precision=precision, device=device)
-        parity = _parity(onnx_path, xml, _parity_images(record, image_size), precision, backend="openvino",
-                         device=device)
+        parity = artifact_parity(onnx_path, xml, parity_images(record, image_size), precision, backend="openvino",
+                                 device=device)
         artifact, extra = xml, [xml.with_suffix(".bin")]
     else:
         options = EngineOptions(precision=precision, min_batch=1 if dynamic_batch else batch, opt_batch=batch,
@@ -113,8 +111,8 @@ def export(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", p
                                        fix="pass the checkpoint as --model")
             calibration = None
             if precision == "int8":
-                from coatnet_edge.calibration.dataset import build_calibration_set
                 from coatnet_edge.data.preprocess import PreprocessConfig
+                from coatnet_edge.data.sampling import build_calibration_set
 
                 calibration = build_calibration_set(calib_dir, PreprocessConfig.from_dict(record["preprocess"]),
                                                     size=quantize_options.get("calib_size", 300)).images
@@ -157,79 +155,10 @@ def _onnx_from_checkpoint(model: str | Path, out: str | Path, precision: str, ca
 
     loaded = load_model(model, weights=quantize_options.get("weights"), num_classes=quantize_options.get("num_classes"))
     if precision == "int8":
-        from coatnet_edge.quantization import quantize
+        from coatnet_edge.calibration.quantize import quantize
 
         result = quantize(model, calib_dir=calib_dir, out=out, log=log, **quantize_options)
         log(f"INT8 Q/DQ ONNX: {result.int8_onnx}")
         return result.int8_onnx, result.manifest, loaded.net
     path, record = export_fp32_onnx(loaded, out, batch=batch, dynamic_batch=dynamic_batch, log=log)
     return path, record, loaded.net
-
-
-def export_fp32_onnx(loaded: Any, out: str | Path, *, batch: int = 1, dynamic_batch: bool = True,
-                     log: Any = print) -> tuple[Path, dict[str, Any]]:
-    """``OUT/<name>.fp32.onnx`` with its manifest, parity against PyTorch measured and logged."""
-    from coatnet_edge.export.onnx import export_onnx
-
-    out = ensure_output_dir(out)
-    size = loaded.preprocess.image_size
-    path = export_onnx(loaded.net, out / f"{loaded.stem}.fp32.onnx", image_size=size, batch_size=batch,
-                       dynamic_batch=dynamic_batch)
-    parity = _torch_parity(loaded.net, path, size)
-    log(f"{path}: ONNX Runtime vs PyTorch max |diff| {parity['max_abs']:.2e}, cosine {parity['cosine']:.7f} "
-        f"({parity['method']})")
-    source = loaded.source_file
-    record = {"kind": "onnx", "precision": "fp32",
-              "source": {"checkpoint": str(source) if source else None,
-                         "sha256": sha256_file(source) if source else None, "variant": loaded.variant},
-              "variant": loaded.variant, "preprocess": loaded.preprocess.to_dict(), "class_names": loaded.class_names,
-              "opset": _opset(path), "input_shape": ["batch" if dynamic_batch else batch, 3, size, size],
-              "parity_vs_pytorch": parity}
-    write_manifest(path, record)
-    return path, record
-
-
-def _opset(path: Path) -> int:
-    import onnx
-
-    return next(o.version for o in onnx.load(str(path), load_external_data=False).opset_import if o.domain in ("",))
-
-
-def _parity_images(record: dict[str, Any], size: int) -> tuple[np.ndarray, str]:
-    """Real images for INT8 parity (the first files of the calibration folder, when it is still there);
-    seeded N(0,1) inputs otherwise (fine for float parity, off-distribution for INT8 ranges)."""
-    root = Path(str(record.get("calibration", {}).get("root", "")))
-    if record.get("precision") == "int8" and root.is_dir():
-        from coatnet_edge.data.folders import scan_folder
-        from coatnet_edge.data.preprocess import PreprocessConfig, preprocess_batch
-
-        paths = sorted(scan_folder(root, verify=False).paths)[:PARITY_IMAGES]
-        pre = PreprocessConfig.from_dict(record["preprocess"])
-        return preprocess_batch(paths, pre), f"the first {len(paths)} images of {root}"
-    images = np.random.default_rng(0).standard_normal((PARITY_IMAGES, 3, size, size)).astype(np.float32)
-    return images, f"{PARITY_IMAGES} seeded N(0,1) inputs"
-
-
-def _torch_parity(net: Any, onnx_path: Path, size: int) -> dict[str, Any]:
-    import torch
-
-    from coatnet_edge.runtime import load_runner
-
-    images, what = _parity_images({}, size)
-    with torch.no_grad():
-        ref = net.eval()(torch.from_numpy(images)).numpy()
-    agreement = compare_logits(ref, load_runner(onnx_path).run(images))
-    return {"method": f"ONNX Runtime CPU vs PyTorch eager FP32, {what}",
-            **agreement.to_dict()}
-
-
-def _parity(onnx_path: Path, artifact: Path, images: tuple[np.ndarray, str], precision: str, *, backend: str,
-            device: str) -> dict[str, Any]:
-    from coatnet_edge.runtime import load_runner
-
-    batch, what = images
-    ref = load_runner(onnx_path).run(batch)
-    out = load_runner(artifact, backend=backend, device=device,
-                      precision="fp32" if precision == "int8" else precision).run(batch)
-    return {"method": f"{backend} {device} vs ONNX Runtime CPU on the source ONNX, {what}",
-            **compare_logits(ref, out).to_dict()}

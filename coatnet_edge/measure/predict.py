@@ -22,8 +22,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def predict(model: str | Path, images: list[str | Path], *, top_k: int = 5) -> list[dict[str, Any]]:
     """For each image: its path and the ``top_k`` (label, probability) pairs."""
     from coatnet_edge.data.preprocess import preprocess_file
-    from coatnet_edge.evaluation import artifact_profile
     from coatnet_edge.runtime import load_runner
+    from coatnet_edge.runtime.artifact import artifact_profile
 
     if not images:
         raise CoatnetEdgeError("no images given", fix="e.g. coatnet-edge predict --model m.onnx photo.jpg")

@@ -22,7 +22,7 @@ from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.progress import progress_bar
 
 SCHEMA = "coatnet-edge/benchmark/v1"
-SCHEMA_FILE = Path(__file__).parent / "schemas" / "benchmark-v1.schema.json"
+SCHEMA_FILE = Path(__file__).parents[1] / "schemas" / "benchmark-v1.schema.json"
 
 
 def environment() -> dict[str, Any]:
@@ -85,8 +85,8 @@ def benchmark(artifacts: list[str | Path], *, batches: tuple[int, ...] = (1,), t
 
     ``weights`` maps a ``timm:<name>`` source to its local weights file.
     """
-    from coatnet_edge.evaluation import artifact_profile, artifact_size
     from coatnet_edge.runtime import load_runner
+    from coatnet_edge.runtime.artifact import artifact_profile, artifact_size
 
     if not artifacts:
         raise CoatnetEdgeError("nothing to benchmark", fix="name at least one artifact")

@@ -27,8 +27,8 @@ from coatnet_edge.manifest import (
     sha256_text,
     write_json_atomic,
 )
-from coatnet_edge.recipe import Recipe, load_recipe, recipe_toml
-from coatnet_edge.stages import StageResult, folder_fingerprint, run_stage
+from coatnet_edge.pipeline.recipe import Recipe, load_recipe, recipe_toml
+from coatnet_edge.pipeline.stages import StageResult, folder_fingerprint, run_stage
 
 Log = Callable[[str], None]
 EXPORT_TARGETS = {  # target -> (backend, precision, input stage)
@@ -171,7 +171,7 @@ def _preflight(recipe: Recipe) -> None:
 
 
 def _data(recipe: Recipe, out_dir: Path, stage: Callable[..., StageResult]) -> _Inputs:
-    from coatnet_edge.training import resolve_splits
+    from coatnet_edge.training.verbs import resolve_splits
 
     if recipe.data.train is None:
         done = stage("data", {"builtin_seed": recipe.data.builtin_seed}, lambda folder: _builtin_data(recipe, folder))
@@ -236,7 +236,7 @@ def _model_identity(model: str, weights: Path | None) -> str:
 # --- stages -------------------------------------------------------------------------------------
 
 def _distill(teacher: str, weights: Path | None, recipe: Recipe, inputs: _Inputs, folder: Path) -> dict[str, Any]:
-    from coatnet_edge.training import TrainConfig, distill
+    from coatnet_edge.training.verbs import TrainConfig, distill
 
     d = recipe.distill
     student = d.student if not Path(d.student).suffix else str(recipe.resolve(d.student))
@@ -253,7 +253,7 @@ def _distill(teacher: str, weights: Path | None, recipe: Recipe, inputs: _Inputs
 
 
 def _export_onnx(model: str, weights: Path | None, recipe: Recipe, folder: Path) -> dict[str, Any]:
-    from coatnet_edge.export.api import export_fp32_onnx
+    from coatnet_edge.export.onnx import export_fp32_onnx
     from coatnet_edge.models.source import load_model
 
     loaded = load_model(model, weights=weights, num_classes=recipe.source.num_classes)
@@ -269,7 +269,7 @@ def _quantize_identity(recipe: Recipe, inputs: _Inputs) -> dict[str, Any]:
 
 def _quantize(model: str, weights: Path | None, recipe: Recipe, inputs: _Inputs, folder: Path,
               log: Log) -> dict[str, Any]:
-    from coatnet_edge.quantization import quantize
+    from coatnet_edge.calibration.quantize import quantize
 
     q = recipe.quantize
     qat_config = None
@@ -303,7 +303,7 @@ def _unbuildable(backend: str) -> str | None:
 
 def _export_target(upstream: StageResult, backend: str, precision: str, recipe: Recipe,
                    folder: Path) -> dict[str, Any]:
-    from coatnet_edge.export.api import export
+    from coatnet_edge.pipeline.export import export
 
     done = export(upstream.outputs["artifact"], out=folder, backend=backend, precision=precision,
                   device=recipe.targets.openvino_device, max_batch=recipe.targets.tensorrt_max_batch,
@@ -330,7 +330,7 @@ def _device_kit(upstream: StageResult, precision: str, recipe: Recipe, folder: P
 
 def _compare(reference: str, weights: Path | None, artifacts: list[str], recipe: Recipe, inputs: _Inputs,
              skipped: list[dict[str, str]], folder: Path) -> dict[str, Any]:
-    from coatnet_edge.reporting import compare
+    from coatnet_edge.measure.report import compare
 
     b = recipe.benchmark
     report = compare(reference, artifacts, data=inputs.evaluation, out=folder,
@@ -342,7 +342,7 @@ def _compare(reference: str, weights: Path | None, artifacts: list[str], recipe:
 def _rows(compare_json: Path) -> list[dict[str, Any]]:
     import json
 
-    from coatnet_edge.reporting import comparison_rows
+    from coatnet_edge.measure.report import comparison_rows
 
     return comparison_rows(json.loads(compare_json.read_text()))
 
@@ -351,7 +351,7 @@ def _versions() -> dict[str, str]:
     """Library versions plus a hash of this package's code: a changed toolkit redoes the stages."""
     from coatnet_edge.environment import library_versions
 
-    package = Path(__file__).parent
+    package = Path(__file__).parents[1]
     code = "\n".join(f"{p.relative_to(package)}\t{sha256_file(p)}" for p in sorted(package.rglob("*.py")))
     return {**{k: v for k, v in library_versions().items() if k not in ("pillow",)},
             "coatnet_edge_code": sha256_text(code)}

@@ -30,7 +30,6 @@ from coatnet_edge.data.augment import AugmentConfig
 from coatnet_edge.data.defaults import builtin_preprocess, is_builtin_dataset
 from coatnet_edge.data.folders import ImageFolder, format_skipped, looks_labeled, scan_folder
 from coatnet_edge.data.preprocess import PreprocessConfig
-from coatnet_edge.data.torch_data import NO_LABEL, FolderDataset, without_worker_sigchld
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.manifest import atomic_path, ensure_output_dir, sha256_file, write_json_atomic
 from coatnet_edge.models.builtin import is_builtin
@@ -43,6 +42,7 @@ from coatnet_edge.models.checkpoint import (
 from coatnet_edge.models.coatnet import CoAtNet
 from coatnet_edge.models.registry import create_model
 from coatnet_edge.progress import progress_bar
+from coatnet_edge.training.torch_data import NO_LABEL, FolderDataset, without_worker_sigchld
 
 STATE_FORMAT = "coatnet-edge/train-state/v1"
 Log = Callable[[str], None]

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from coatnet_edge.calibration.dataset import DEFAULT_SIZE, CalibrationSet, build_calibration_set
 from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
+from coatnet_edge.data.sampling import DEFAULT_SIZE, CalibrationSet, build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.manifest import atomic_path, ensure_output_dir, write_manifest
 from coatnet_edge.metrics import compare_logits
@@ -55,7 +55,7 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, metho
     """
     import onnx
 
-    from coatnet_edge.export.api import export_fp32_onnx
+    from coatnet_edge.export.onnx import export_fp32_onnx
     from coatnet_edge.models.source import load_model
 
     if method not in METHODS:
@@ -123,8 +123,8 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, metho
 
 def evaluate_pair(fp32_path: Path, int8_path: Path, data: Any) -> dict[str, Any]:
     """FP32 vs INT8 on the same images, in ONNX Runtime and in OpenVINO (each against its own FP32)."""
-    from coatnet_edge.evaluation import run_batches
     from coatnet_edge.runtime import load_runner
+    from coatnet_edge.runtime.base import run_batches
 
     result: dict[str, Any] = {"images": len(data), "root": str(data.root), "labeled": data.labels is not None}
     for backend in ("onnxruntime", "openvino"):
@@ -147,7 +147,7 @@ def _check(fp32_path: Path, int8_path: Path, images: np.ndarray, method: str) ->
 
 
 def _eval_set(eval_dir: str | Path, loaded: Any, size: int, seed: int) -> Any:
-    from coatnet_edge.evaluation import load_eval_data
+    from coatnet_edge.measure.evaluate import load_eval_data
 
     return load_eval_data(eval_dir, loaded.preprocess, loaded.class_names, limit=size, seed=seed)
 

@@ -57,12 +57,12 @@ def run(recipe: Path | None, out_dir: Path | None, force: tuple[str, ...], print
     and options are unchanged is reused, so adding a target rebuilds only that target.
     Start your own recipe from:  coatnet-edge run --print-recipe > recipe.toml
     """
-    from coatnet_edge.recipe import load_recipe, recipe_toml
+    from coatnet_edge.pipeline.recipe import load_recipe, recipe_toml
 
     if print_recipe:
         click.echo(recipe_toml(load_recipe(recipe)), nl=False)
         return
-    from coatnet_edge.pipeline import run as run_pipeline
+    from coatnet_edge.pipeline.run import run as run_pipeline
 
     result = run_pipeline(recipe, out=out_dir, force=force, log=click.echo)
     reference = result.rows[0]["artifact"] if result.rows else "-"
@@ -105,7 +105,7 @@ def _training_options(func):
 
 
 def _train_config(**kw):
-    from coatnet_edge.training import TrainConfig
+    from coatnet_edge.training.verbs import TrainConfig
 
     keys = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing", "min_crop_scale",
             "seed", "workers",
@@ -124,7 +124,7 @@ def train(data: Path, val: Path | None, out_dir: Path, variant: str, image_size:
     AdamW, warm-up + cosine, label smoothing, random-resized-crop + flip, a checkpoint every
     epoch. Runs unchanged under torchrun (DDP): torchrun --nproc-per-node 2 -m coatnet_edge train ...
     """
-    from coatnet_edge.training import train as run_train
+    from coatnet_edge.training.verbs import train as run_train
 
     result = run_train(data, out=out_dir, model=variant, val=val, image_size=image_size, resume=resume,
                        config=_train_config(**kw), log=click.echo)
@@ -151,8 +151,8 @@ def distill(data: Path, val: Path | None, out_dir: Path, teacher: str, teacher_w
     On unlabeled folders (flat or nested raw images): pure KD, no labels needed.
     Reports teacher and student top-1 on the validation folder, and both models' size.
     """
-    from coatnet_edge.training import distill as run_distill
-    from coatnet_edge.training import report_pair
+    from coatnet_edge.training.verbs import distill as run_distill
+    from coatnet_edge.training.verbs import report_pair
 
     result = run_distill(data, teacher=teacher, out=out_dir, student=student, val=val, labeled=labeled,
                          image_size=image_size, resume=resume, config=_train_config(**kw),
@@ -255,7 +255,7 @@ def quantize(model: str, weights: Path | None, num_classes: int | None, out_dir:
       coatnet-edge quantize --model ft.safetensors --calib-dir train/ --eval-dir val/ --max-drop 0.3 --out int8/
       coatnet-edge quantize --model ft.safetensors --calib-dir train/ --method qat --qat-epochs 3 --out int8/
     """
-    from coatnet_edge.quantization import quantize as run_quantize
+    from coatnet_edge.calibration.quantize import quantize as run_quantize
 
     if kw["calib_dir"] is None:
         raise click.UsageError("--calib-dir is required")
@@ -295,7 +295,7 @@ def export(model: str, weights: Path | None, num_classes: int | None, backend: s
       coatnet-edge export --model ft.safetensors --backend tensorrt --int8 --calib-dir images/ --out art/
       coatnet-edge export --model art/ft.int8.onnx --backend tensorrt --int8 --out art/   # on the Jetson
     """
-    from coatnet_edge.export.api import export as run_export
+    from coatnet_edge.pipeline.export import export as run_export
 
     options = _quantize_kwargs(kw)
     calib_dir = options.pop("calib_dir")
@@ -427,7 +427,7 @@ def _timing_options(func):
 
 
 def _echo_report(rows: list[dict], files: dict, title: str) -> None:
-    from coatnet_edge.reporting import TERMINAL_COLUMNS, table_cells
+    from coatnet_edge.measure.report import TERMINAL_COLUMNS, table_cells
 
     devices = sorted({r["device"] for r in rows})
     columns = TERMINAL_COLUMNS if len(devices) == 1 else ["device", *TERMINAL_COLUMNS]
@@ -454,8 +454,8 @@ def evaluate(artifacts: tuple[str, ...], data: Path, reference: str | None, refe
     Example:
       coatnet-edge evaluate art/m.int8.onnx art/m.int8.xml --data val/ --reference m.safetensors
     """
-    from coatnet_edge.evaluation import evaluate as run_evaluate
     from coatnet_edge.manifest import write_json_atomic
+    from coatnet_edge.measure.evaluate import evaluate as run_evaluate
 
     rows = run_evaluate(list(artifacts), data=data, reference=reference, limit=limit,
                         labeled=False if unlabeled else None, reference_weights=reference_weights)
@@ -485,9 +485,9 @@ def benchmark(artifacts: tuple[str, ...], batch_text: str, threads: int | None, 
     Example (on a Jetson, then merge with `report`):
       coatnet-edge benchmark m.fp16.engine m.int8.engine --batch 1,8 --out jetson.json
     """
-    from coatnet_edge.latency import benchmark as run_benchmark
-    from coatnet_edge.latency import device_label
     from coatnet_edge.manifest import write_json_atomic
+    from coatnet_edge.measure.benchmark import benchmark as run_benchmark
+    from coatnet_edge.measure.benchmark import device_label
 
     doc = run_benchmark(list(artifacts), batches=_batches(batch_text), threads=threads, warmup=warmup, runs=runs,
                         seconds=seconds)
@@ -524,7 +524,7 @@ def compare(reference: str, reference_weights: Path | None, artifacts: tuple[str
       coatnet-edge compare --reference m.safetensors art/m.fp32.onnx art/m.int8.onnx art/m.int8.xml \\
           --data val/ --out report/
     """
-    from coatnet_edge.reporting import compare as run_compare
+    from coatnet_edge.measure.report import compare as run_compare
 
     result = run_compare(reference, list(artifacts), data=data, out=out_dir, batches=_batches(batch_text),
                          threads=threads, warmup=warmup, runs=runs, seconds=seconds, limit=limit,
@@ -537,7 +537,7 @@ def compare(reference: str, reference_weights: Path | None, artifacts: tuple[str
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Report folder.")
 def report(results: tuple[Path, ...], out_dir: Path) -> None:
     """Merge compare/benchmark results from several devices into one table and one plot."""
-    from coatnet_edge.reporting import report as run_report
+    from coatnet_edge.measure.report import report as run_report
 
     result = run_report(list(results), out=out_dir)
     _echo_report(result.rows, result.files, f"{len(results)} result files")
@@ -549,7 +549,7 @@ def report(results: tuple[Path, ...], out_dir: Path) -> None:
 @click.option("--top-k", default=5, show_default=True)
 def predict(model: str, images: tuple[Path, ...], top_k: int) -> None:
     """Top-k labels per image. Runs with only Pillow, NumPy and onnxruntime or openvino installed."""
-    from coatnet_edge.prediction import predict as run_predict
+    from coatnet_edge.measure.predict import predict as run_predict
 
     for result in run_predict(model, list(images), top_k=top_k):
         click.echo(f"{result['image']}: " + ", ".join(f"{label} {p:.3f}" for label, p in result["top"]))
@@ -576,7 +576,7 @@ _default_showwarning = warnings.showwarning
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Our warnings as one `warning: ...` line on stderr (no source-line echo); others unchanged."""
-    if filename.startswith(str(Path(__file__).parent)):
+    if filename.startswith(str(Path(__file__).parents[1])):
         click.echo(f"warning: {message}", err=True)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)

@@ -1,0 +1,50 @@
+"""One A-vs-B check for every export: the same inputs through the source and the artifact, compared
+with ``metrics.compare_logits``; the result (and how it was measured) goes into the manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from coatnet_edge.data.folders import scan_folder
+from coatnet_edge.data.preprocess import PreprocessConfig, preprocess_batch
+from coatnet_edge.metrics import compare_logits
+from coatnet_edge.runtime import load_runner
+
+PARITY_IMAGES = 8
+
+
+def parity_images(record: dict[str, Any], size: int) -> tuple[np.ndarray, str]:
+    """Real images for INT8 parity (the first files of the calibration folder, when it is still there);
+    seeded N(0,1) inputs otherwise (fine for float parity, off-distribution for INT8 ranges)."""
+    root = Path(str(record.get("calibration", {}).get("root", "")))
+    if record.get("precision") == "int8" and root.is_dir():
+        paths = sorted(scan_folder(root, verify=False).paths)[:PARITY_IMAGES]
+        pre = PreprocessConfig.from_dict(record["preprocess"])
+        return preprocess_batch(paths, pre), f"the first {len(paths)} images of {root}"
+    images = np.random.default_rng(0).standard_normal((PARITY_IMAGES, 3, size, size)).astype(np.float32)
+    return images, f"{PARITY_IMAGES} seeded N(0,1) inputs"
+
+
+def torch_parity(net: Any, onnx_path: Path, size: int) -> dict[str, Any]:
+    """The ONNX file in ONNX Runtime vs the PyTorch module it was exported from."""
+    import torch  # NOTE: lazy; the rest of this module is what a torch-free export of an ONNX needs
+
+    images, what = parity_images({}, size)
+    with torch.no_grad():
+        ref = net.eval()(torch.from_numpy(images)).numpy()
+    agreement = compare_logits(ref, load_runner(onnx_path).run(images))
+    return {"method": f"ONNX Runtime CPU vs PyTorch eager FP32, {what}", **agreement.to_dict()}
+
+
+def artifact_parity(onnx_path: Path, artifact: Path, images: tuple[np.ndarray, str], precision: str, *,
+                    backend: str, device: str) -> dict[str, Any]:
+    """An artifact on its runtime vs its source ONNX in ONNX Runtime CPU."""
+    batch, what = images
+    ref = load_runner(onnx_path).run(batch)
+    out = load_runner(artifact, backend=backend, device=device,
+                      precision="fp32" if precision == "int8" else precision).run(batch)
+    return {"method": f"{backend} {device} vs ONNX Runtime CPU on the source ONNX, {what}",
+            **compare_logits(ref, out).to_dict()}

@@ -1,0 +1,1 @@
+"""Measure artifacts through runtime/: evaluate (accuracy), benchmark (latency), compare/report, predict."""

@@ -1,0 +1,46 @@
+"""What an artifact is, read from the artifact itself: its preprocessing, class names and size on disk.
+
+Checkpoints answer from their header (the runner loads the weights once); exported files from the
+manifest the export wrote next to them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from coatnet_edge.data.preprocess import PreprocessConfig
+from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.manifest import read_manifest
+from coatnet_edge.models.builtin import resolve_source
+from coatnet_edge.runtime import backend_for, load_runner
+
+
+def artifact_profile(path: str | Path, weights: str | Path | None = None) -> tuple[PreprocessConfig, list[str]]:
+    """Preprocessing and class names of a model source or an exported artifact (from its manifest)."""
+    if backend_for(path) is None:
+        load_runner(path)  # raises the one-line "unknown artifact type" error
+    if backend_for(path) == "pytorch":
+        # NOTE: imported here so an exported artifact's profile never imports torch (the edge predictor)
+        from coatnet_edge.models.checkpoint import read_checkpoint_info
+        from coatnet_edge.models.source import load_model
+        from coatnet_edge.models.timm_source import is_timm_source
+
+        if is_timm_source(path):
+            loaded = load_model(path, weights=weights)
+            return loaded.preprocess, loaded.class_names
+        info = read_checkpoint_info(path)  # header only: the runner loads the weights once
+        return info.preprocess, list(info.class_names)
+    manifest = read_manifest(path)
+    if manifest is None or "preprocess" not in manifest:
+        raise CoatnetEdgeError("no coatnet-edge manifest next to this artifact (preprocessing unknown)", path=path,
+                               fix="export it with `coatnet-edge export`, which writes <artifact>.manifest.json")
+    return PreprocessConfig.from_dict(manifest["preprocess"], source=path), list(manifest.get("class_names") or [])
+
+
+def artifact_size(item: str | Path) -> int | None:
+    """Bytes on disk of the artifact and its weight file (.bin next to an OpenVINO .xml)."""
+    path = resolve_source(item) if str(item).startswith("builtin:") else Path(item)
+    if not path.is_file():
+        return None
+    extra = path.with_suffix(".bin")
+    return path.stat().st_size + (extra.stat().st_size if path.suffix == ".xml" and extra.is_file() else 0)
