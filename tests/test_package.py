@@ -43,12 +43,12 @@ def test_export_is_a_verb_and_a_package() -> None:
 
     assert callable(coatnet_edge.export)  # before any submodule import
     import coatnet_edge.export.onnx
-    from coatnet_edge.pipeline.export import BACKENDS
+    from coatnet_edge.runtime.registry import export_names
 
     assert callable(coatnet_edge.export) and coatnet_edge.export.onnx.export_onnx
     with pytest.raises(coatnet_edge.CoatnetEdgeError, match="unknown backend 'tflite'"):
         coatnet_edge.export("builtin:student", out="unused", backend="tflite")
-    assert set(BACKENDS) == {"onnx", "openvino", "tensorrt", "torch-tensorrt"}
+    assert set(export_names()) == {"onnx", "openvino", "tensorrt", "torch-tensorrt"}
 
 
 def test_ruff_clean() -> None:

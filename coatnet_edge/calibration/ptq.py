@@ -22,11 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coatnet_edge.calibration.options import PRESETS, SCHEMES
 from coatnet_edge.data.sampling import CalibrationSet
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
 
-PRESETS = ("tensorrt", "openvino")
-SCHEMES = ("hybrid", "cnn", "transformer")
 ATTENTION_STAGES = re.compile(r"^/stages/stages\.[34]/")
 _FLOAT_IN_ATTENTION = ("Add", "Mul", "Div", "LayerNormalization", "Softmax", "Erf")
 _WEIGHTED = ("Conv", "MatMul", "Gemm")

@@ -15,17 +15,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
+from coatnet_edge.calibration.options import QuantizeOptions
 from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
-from coatnet_edge.data.sampling import DEFAULT_SIZE, CalibrationSet, build_calibration_set
+from coatnet_edge.calibration.qat import QatConfig, qat
+from coatnet_edge.calibration.sensitivity import (
+    fit_budget,
+    onnx_logits,
+    plot_sensitivity,
+    rank_layers,
+    write_sensitivity_csv,
+)
+from coatnet_edge.data.folders import ImageFolder, scan_folder
+from coatnet_edge.data.sampling import CalibrationSet, build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.export.onnx import export_fp32_onnx
 from coatnet_edge.manifest import atomic_path, ensure_output_dir, write_manifest
+from coatnet_edge.measure.evaluate import EvalData, load_eval_data
 from coatnet_edge.metrics import compare_logits
+from coatnet_edge.models.source import load_model
+from coatnet_edge.progress import progress_bar
+from coatnet_edge.runtime import load_runner
+from coatnet_edge.runtime.base import run_batches
 
-METHODS = ("ptq", "qat")
 CHECK_IMAGES = 64
-DEFAULT_EVAL_SIZE = 500
-DEFAULT_MAX_FLOAT_LAYERS = 16
 Log = Callable[[str], None]
 
 
@@ -38,71 +52,92 @@ class QuantizeResult:
     sensitivity_png: Path | None = None
 
 
-def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, method: str = "ptq",
-             preset: str = "tensorrt", scheme: str = "hybrid", calib_size: int = DEFAULT_SIZE, seed: int = 0,
-             smooth_quant: bool = False, ignored_patterns: tuple[str, ...] = (), max_drop: float | None = None,
-             eval_dir: str | Path | None = None, eval_size: int = DEFAULT_EVAL_SIZE, sensitivity: bool = False,
-             max_float_layers: int = DEFAULT_MAX_FLOAT_LAYERS, train_dir: str | Path | None = None,
-             qat_config: Any = None, weights: str | Path | None = None, num_classes: int | None = None,
-             log: Log = print) -> QuantizeResult:
+@dataclass
+class _Inputs:
+    """Everything checked before the first byte is written (bad input leaves nothing behind)."""
+
+    loaded: Any  # models.source.LoadedModel
+    settings: PtqSettings
+    calib: CalibrationSet
+    evalset: EvalData | None
+    train_folder: ImageFolder | None
+
+
+def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, options: QuantizeOptions | None = None,
+             eval_dir: str | Path | None = None, train_dir: str | Path | None = None, qat_config: Any = None,
+             weights: str | Path | None = None, num_classes: int | None = None, log: Log = print,
+             **option_overrides: Any) -> QuantizeResult:
     """Quantize a checkpoint to INT8 Q/DQ ONNX (``OUT/<name>.int8.onnx``) beside its FP32 ONNX.
 
-    ``method="qat"`` fine-tunes on ``train_dir`` (default: ``calib_dir``) with distillation from
-    the FP32 model. ``max_drop`` (top-1 points on a labeled ``eval_dir``, disagreement with FP32 on
-    an unlabeled one) returns the most sensitive layers to float until it holds; ``sensitivity``
-    writes the per-layer ranking (CSV + PNG) without a budget. ``model`` may be ``timm:<name>`` with
-    ``weights`` (and ``num_classes``).
+    ``options`` (or its fields as keywords: ``method``, ``preset``, ``scheme``, ``calib_size``,
+    ``max_drop`` ...) say how. ``method="qat"`` fine-tunes on ``train_dir`` (default: ``calib_dir``)
+    with distillation from the FP32 model. ``max_drop`` (top-1 points on a labeled ``eval_dir``,
+    disagreement with FP32 on an unlabeled one) returns the most sensitive layers to float until it
+    holds; ``sensitivity`` writes the per-layer ranking (CSV + PNG) without a budget. ``model`` may be
+    ``timm:<name>`` with ``weights`` (and ``num_classes``).
     """
-    import onnx
-
-    from coatnet_edge.export.onnx import export_fp32_onnx
-    from coatnet_edge.models.source import load_model
-
-    if method not in METHODS:
-        raise CoatnetEdgeError(f"unknown method '{method}'", fix=f"use one of: {', '.join(METHODS)}")
-    if max_drop is not None and eval_dir is None:
+    opts = QuantizeOptions.from_kwargs(**{**(options.to_dict() if options else {}), **option_overrides})
+    if opts.max_drop is not None and eval_dir is None:
         raise CoatnetEdgeError("--max-drop needs evaluation images to measure the drop on",
                                fix="add --eval-dir DIR (labeled: top-1 drop; unlabeled: agreement with FP32)")
-    loaded = load_model(model, weights=weights, num_classes=num_classes)
-    net = loaded.net
-    settings = PtqSettings(preset=preset, scheme=scheme, smooth_quant=smooth_quant,
-                           ignored_patterns=tuple(ignored_patterns), attention_stages=loaded.attention_stages)
-    evalset = _eval_set(eval_dir, loaded, eval_size, seed + 1) if eval_dir is not None else None
-    calib = build_calibration_set(calib_dir, loaded.preprocess, size=calib_size, seed=seed)
-    train_folder = _train_folder(train_dir or calib_dir) if method == "qat" else None
-    out = ensure_output_dir(out)  # only once the inputs are known good: bad input leaves nothing behind
-    name = loaded.stem
-    fp32_path, fp32_record = export_fp32_onnx(loaded, out, log=lambda line: None)
+    inputs = _check_inputs(model, calib_dir, eval_dir, train_dir, opts, weights, num_classes)
+    out = ensure_output_dir(out)  # only once the inputs are known good
+    fp32_path, fp32_record = export_fp32_onnx(inputs.loaded, out, log=lambda line: None)
     fp32_model = onnx.load(str(fp32_path))
-
     started = time.perf_counter()
-    record: dict[str, Any] = {"method": method, "engine": "nncf-onnx" if method == "ptq" else "nncf-torch",
-                              **settings.to_dict()}
-    if method == "ptq":
-        ptq = quantize_onnx(fp32_model, calib, settings)
-        qmodel, record["ignored_nodes"] = ptq.model, len(ptq.ignored)
-    else:
-        from coatnet_edge.calibration.qat import QatConfig, qat
-
-        config = qat_config or QatConfig(seed=seed)
-        result = qat(net, calib, train_folder, settings=settings, config=config, out=out / f"{name}.qat", log=log)
-        qmodel = result.model
-        record.update(ignored_nodes=len(result.ignored), qat=config.to_dict(), history=result.history,
-                      checkpoint=str(result.checkpoint) if result.checkpoint else None)
+    qmodel, record = _quantize_graph(inputs, fp32_model, opts, qat_config, out, log)
     seconds = time.perf_counter() - started
-
-    ranking_files: dict[str, Path] = {}
-    budget_record = None
-    if max_drop is not None or sensitivity:
+    budget_record, ranking_files = None, {}
+    if opts.max_drop is not None or opts.sensitivity:
         qmodel, budget_record, ranking_files = _sensitivity_and_budget(
-            qmodel, fp32_model, evalset or calib, out / name, max_drop=max_drop, max_float=max_float_layers, log=log,
-            rank_always=sensitivity)
-
-    int8_path = out / f"{name}.int8.onnx"
+            qmodel, fp32_model, inputs.evalset or inputs.calib, out / inputs.loaded.stem, max_drop=opts.max_drop,
+            max_float=opts.max_float_layers, log=log, rank_always=opts.sensitivity)
+    int8_path = out / f"{inputs.loaded.stem}.int8.onnx"
     with atomic_path(int8_path) as tmp:
         onnx.save(qmodel, str(tmp))
         onnx.checker.check_model(str(tmp))
+    manifest = _manifest(inputs, record, fp32_path, fp32_record, int8_path, qmodel, seconds)
+    if budget_record is not None:
+        manifest["accuracy_budget"] = budget_record
+    write_manifest(int8_path, manifest)
+    return QuantizeResult(fp32_path, int8_path, manifest, ranking_files.get("csv"), ranking_files.get("png"))
 
+
+def _check_inputs(model: str | Path, calib_dir: str | Path, eval_dir: str | Path | None,
+                  train_dir: str | Path | None, opts: QuantizeOptions, weights: str | Path | None,
+                  num_classes: int | None) -> _Inputs:
+    loaded = load_model(model, weights=weights, num_classes=num_classes)
+    settings = PtqSettings(preset=opts.preset, scheme=opts.scheme, smooth_quant=opts.smooth_quant,
+                           ignored_patterns=opts.ignored_patterns, attention_stages=loaded.attention_stages)
+    evalset = None
+    if eval_dir is not None:
+        evalset = load_eval_data(eval_dir, loaded.preprocess, loaded.class_names, limit=opts.eval_size,
+                                 seed=opts.seed + 1)
+    calib = build_calibration_set(calib_dir, loaded.preprocess, size=opts.calib_size, seed=opts.seed)
+    train_folder = scan_folder(train_dir or calib_dir, verify=False) if opts.method == "qat" else None
+    return _Inputs(loaded, settings, calib, evalset, train_folder)
+
+
+def _quantize_graph(inputs: _Inputs, fp32_model: Any, opts: QuantizeOptions, qat_config: Any, out: Path,
+                    log: Log) -> tuple[Any, dict[str, Any]]:
+    """PTQ on the FP32 ONNX graph (NNCF's ONNX backend), or QAT on the torch model; the Q/DQ model + record."""
+    record: dict[str, Any] = {"method": opts.method, "engine": "nncf-onnx" if opts.method == "ptq" else "nncf-torch",
+                              **inputs.settings.to_dict()}
+    if opts.method == "ptq":
+        ptq = quantize_onnx(fp32_model, inputs.calib, inputs.settings)
+        record["ignored_nodes"] = len(ptq.ignored)
+        return ptq.model, record
+    config = qat_config or QatConfig(seed=opts.seed)
+    result = qat(inputs.loaded.net, inputs.calib, inputs.train_folder, settings=inputs.settings, config=config,
+                 out=out / f"{inputs.loaded.stem}.qat", log=log)
+    record.update(ignored_nodes=len(result.ignored), qat=config.to_dict(), history=result.history,
+                  checkpoint=str(result.checkpoint) if result.checkpoint else None)
+    return result.model, record
+
+
+def _manifest(inputs: _Inputs, record: dict[str, Any], fp32_path: Path, fp32_record: dict[str, Any], int8_path: Path,
+              qmodel: Any, seconds: float) -> dict[str, Any]:
+    loaded, calib = inputs.loaded, inputs.calib
     manifest = {
         "kind": "onnx", "precision": "int8", "quantization": record,
         "source": fp32_record["source"], "variant": loaded.variant,
@@ -113,19 +148,13 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, metho
         "check_vs_fp32": _check(fp32_path, int8_path, calib.images[:CHECK_IMAGES],
                                 f"ONNX Runtime CPU, first {min(CHECK_IMAGES, len(calib))} calibration images"),
     }
-    if evalset is not None:
-        manifest["evaluation"] = evaluate_pair(fp32_path, int8_path, evalset)
-    if budget_record is not None:
-        manifest["accuracy_budget"] = budget_record
-    write_manifest(int8_path, manifest)
-    return QuantizeResult(fp32_path, int8_path, manifest, ranking_files.get("csv"), ranking_files.get("png"))
+    if inputs.evalset is not None:
+        manifest["evaluation"] = evaluate_pair(fp32_path, int8_path, inputs.evalset)
+    return manifest
 
 
 def evaluate_pair(fp32_path: Path, int8_path: Path, data: Any) -> dict[str, Any]:
     """FP32 vs INT8 on the same images, in ONNX Runtime and in OpenVINO (each against its own FP32)."""
-    from coatnet_edge.runtime import load_runner
-    from coatnet_edge.runtime.base import run_batches
-
     result: dict[str, Any] = {"images": len(data), "root": str(data.root), "labeled": data.labels is not None}
     for backend in ("onnxruntime", "openvino"):
         fp32 = run_batches(load_runner(fp32_path, backend=backend), data.images, 100)
@@ -140,36 +169,13 @@ def evaluate_pair(fp32_path: Path, int8_path: Path, data: Any) -> dict[str, Any]
 
 
 def _check(fp32_path: Path, int8_path: Path, images: np.ndarray, method: str) -> dict[str, Any]:
-    from coatnet_edge.runtime import load_runner
-
     agreement = compare_logits(load_runner(fp32_path).run(images), load_runner(int8_path).run(images))
     return {"method": method, **agreement.to_dict()}
-
-
-def _eval_set(eval_dir: str | Path, loaded: Any, size: int, seed: int) -> Any:
-    from coatnet_edge.measure.evaluate import load_eval_data
-
-    return load_eval_data(eval_dir, loaded.preprocess, loaded.class_names, limit=size, seed=seed)
-
-
-def _train_folder(path: str | Path) -> Any:
-    from coatnet_edge.data.folders import scan_folder
-
-    return scan_folder(path, verify=False)
 
 
 def _sensitivity_and_budget(qmodel: Any, fp32_model: Any, data: CalibrationSet, stem: Path, *,
                             max_drop: float | None, max_float: int, log: Log,
                             rank_always: bool = True) -> tuple[Any, dict | None, dict]:
-    from coatnet_edge.calibration.sensitivity import (
-        fit_budget,
-        onnx_logits,
-        plot_sensitivity,
-        rank_layers,
-        write_sensitivity_csv,
-    )
-    from coatnet_edge.progress import progress_bar
-
     reference = onnx_logits(fp32_model, data.images)
     if max_drop is not None and not rank_always:  # the per-layer ranking costs minutes: only when needed
         budget = fit_budget(qmodel, fp32_model, [], data.images, reference, max_drop=max_drop, labels=data.labels)

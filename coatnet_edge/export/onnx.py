@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.export.job import ExportJob, ExportOutput
 from coatnet_edge.export.parity import torch_parity
 from coatnet_edge.manifest import atomic_path, ensure_output_dir, sha256_file, write_manifest
 
@@ -91,3 +92,8 @@ def _opset(path: Path) -> int:
     import onnx
 
     return next(o.version for o in onnx.load(str(path), load_external_data=False).opset_import if o.domain in ("",))
+
+
+def export_artifact(job: ExportJob) -> ExportOutput:
+    """The ONNX backend's artifact is the graph itself (FP32 or Q/DQ INT8), already written with its manifest."""
+    return ExportOutput(job.onnx_path, [], dict(job.record.get("parity_vs_pytorch") or {}))

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import platform
 import shlex
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.manifest import atomic_path
+from coatnet_edge.export.job import ExportJob, ExportOutput
+from coatnet_edge.manifest import atomic_path, manifest_path_for, read_manifest
 from coatnet_edge.runtime.tensorrt import import_tensorrt
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -107,3 +109,39 @@ def write_trtexec_script(path: str | Path, onnx_name: str, engine_name: str, opt
         tmp.write_text(body)
         tmp.chmod(0o755)
     return path
+
+
+NOT_CHECKED = {"method": "not run: TensorRT artifacts are checked by `coatnet-edge evaluate` on the GPU"}
+
+
+def engine_options(job: ExportJob) -> EngineOptions:
+    return EngineOptions(precision=job.precision, min_batch=1 if job.dynamic_batch else job.batch,
+                         opt_batch=job.batch, max_batch=job.max_batch if job.dynamic_batch else job.batch,
+                         image_size=job.image_size, workspace_mib=job.workspace_mib,
+                         timing_cache=job.out / "timing.cache")
+
+
+def engine_record(options: EngineOptions) -> dict[str, int]:
+    return {"min_batch": options.min_batch, "opt_batch": options.opt_batch, "max_batch": options.max_batch,
+            "workspace_mib": options.workspace_mib}
+
+
+def export_artifact(job: ExportJob) -> ExportOutput:
+    """A serialized engine for this GPU, plus the trtexec script that rebuilds it on another device."""
+    options = engine_options(job)
+    engine = build_engine(job.onnx_path, job.artifact_path(".engine"), options)
+    script = write_trtexec_script(job.artifact_path(".trtexec.sh"), job.onnx_path.name, engine.name, options)
+    return ExportOutput(engine, [script], NOT_CHECKED, {"engine": engine_record(options)})
+
+
+def write_device_kit(onnx_path: Path, folder: Path, precision: str, max_batch: int) -> dict[str, Path]:
+    """What a device needs to build the engine itself: the ONNX (+ manifest) and the trtexec script."""
+    copy = folder / onnx_path.name
+    shutil.copy2(onnx_path, copy)
+    shutil.copy2(manifest_path_for(onnx_path), manifest_path_for(copy))
+    size = int((read_manifest(onnx_path) or {})["input_shape"][-1])
+    options = EngineOptions(precision=precision, max_batch=max_batch, image_size=size)
+    stem = onnx_path.name.removesuffix(".onnx").removesuffix(".fp32").removesuffix(".int8")
+    script = write_trtexec_script(folder / f"{stem}.{precision}.trtexec.sh", copy.name, f"{stem}.{precision}.engine",
+                                  options)
+    return {"onnx": copy, "trtexec": script}

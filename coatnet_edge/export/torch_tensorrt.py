@@ -15,8 +15,10 @@ import numpy as np
 from torch import nn
 
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
-from coatnet_edge.export.tensorrt import TENSORRT_HINT, EngineOptions
+from coatnet_edge.export.job import ExportJob, ExportOutput
+from coatnet_edge.export.tensorrt import NOT_CHECKED, EngineOptions, engine_options, engine_record
 from coatnet_edge.manifest import atomic_path
+from coatnet_edge.runtime.tensorrt import TENSORRT_HINT
 
 
 def import_torch_tensorrt():
@@ -82,3 +84,14 @@ def _compile_int8(model: nn.Module, calibration: np.ndarray, example, inputs, pr
         program = torch.export.export(model, (example,))
         return torch_tensorrt.dynamo.compile(program, inputs=inputs, enabled_precisions=precisions,
                                              workspace_size=options.workspace_mib << 20)
+
+
+def export_artifact(job: ExportJob) -> ExportOutput:
+    """An ExportedProgram compiled by Torch-TensorRT from the PyTorch model itself (not from the ONNX)."""
+    if job.net is None:
+        raise CoatnetEdgeError("torch-tensorrt compiles the PyTorch model, not an ONNX file", path=job.onnx_path,
+                               fix="pass the checkpoint as --model")
+    options = engine_options(job)
+    calibration = job.calibration() if job.precision == "int8" and job.calibration else None
+    artifact = compile_and_save(job.net, job.artifact_path(".ep"), options, calibration)
+    return ExportOutput(artifact, [], NOT_CHECKED, {"engine": engine_record(options)})

@@ -23,10 +23,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
+from coatnet_edge.calibration.options import Method, Preset, QuantizeOptions, Scheme
 from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.runtime import registry
 
-TARGETS = ("onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-fp16", "openvino-int8", "tensorrt-fp16",
-           "tensorrt-int8")
+TARGETS = registry.pipeline_targets()
+
+_QUANTIZE = QuantizeOptions()  # the [quantize] defaults are the library's
 
 
 @dataclass(frozen=True)
@@ -74,15 +77,20 @@ class QuantizeSection:
     """INT8: PTQ or QAT through NNCF into one Q/DQ ONNX that feeds ONNX Runtime, OpenVINO and TensorRT."""
 
     enabled: bool = True
-    method: str = "ptq"
-    preset: str = "tensorrt"
-    scheme: str = "hybrid"
+    method: Method = _QUANTIZE.method
+    preset: Preset = _QUANTIZE.preset
+    scheme: Scheme = _QUANTIZE.scheme
     calib_dir: str | None = None
-    calib_size: int = 300
-    smooth_quant: bool = False
-    max_drop: float | None = None
-    max_float_layers: int = 16
+    calib_size: int = _QUANTIZE.calib_size
+    smooth_quant: bool = _QUANTIZE.smooth_quant
+    max_drop: float | None = _QUANTIZE.max_drop
+    max_float_layers: int = _QUANTIZE.max_float_layers
     qat_epochs: int = 3
+
+    def options(self, seed: int) -> QuantizeOptions:
+        return QuantizeOptions(method=self.method, preset=self.preset, scheme=self.scheme, calib_size=self.calib_size,
+                               seed=seed, smooth_quant=self.smooth_quant, max_drop=self.max_drop,
+                               max_float_layers=self.max_float_layers)
 
 
 @dataclass(frozen=True)
@@ -155,11 +163,6 @@ class Recipe:
         return path if path.is_absolute() or self.path is None else self.path.parent / path
 
 
-_CHOICES = {
-    ("quantize", "method"): ("ptq", "qat"),
-    ("quantize", "preset"): ("tensorrt", "openvino"),
-    ("quantize", "scheme"): ("hybrid", "cnn", "transformer"),
-}
 _POSITIVE = {("distill", "epochs"), ("distill", "batch_size"), ("quantize", "calib_size"), ("quantize", "qat_epochs"),
              ("benchmark", "runs"), ("targets", "tensorrt_max_batch"), ("distill", "lr")}
 
@@ -221,6 +224,8 @@ def _check_keys(table: dict[str, Any], known: dict[str, Any], where: Path, scope
 
 def _type_name(kind: Any) -> str:
     names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    if typing.get_origin(kind) is typing.Literal:
+        return "one of " + ", ".join(typing.get_args(kind))
     if typing.get_origin(kind) is tuple:
         return f"a list of {_type_name(typing.get_args(kind)[0]).removeprefix('an ').removeprefix('a ')}s"
     return names.get(kind, str(kind))
@@ -240,6 +245,12 @@ def _coerce(value: Any, kind: Any, where: Path, key: str) -> Any:
         value = float(value) if ok else value
     elif kind is str:
         ok = isinstance(value, str)
+    elif typing.get_origin(kind) is typing.Literal:  # a choice: its allowed values live in the type
+        allowed = typing.get_args(kind)
+        if isinstance(value, str) and value not in allowed:
+            raise CoatnetEdgeError(f"{key} = {value!r} is not one of {', '.join(allowed)}", path=where,
+                                   fix=f"use one of: {', '.join(allowed)}")
+        ok = isinstance(value, str)
     elif typing.get_origin(kind) is tuple:
         item = typing.get_args(kind)[0]
         ok = isinstance(value, list) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
@@ -251,11 +262,6 @@ def _coerce(value: Any, kind: Any, where: Path, key: str) -> Any:
 
 
 def _check_values(recipe: Recipe, where: Path) -> None:
-    for (section, key), allowed in _CHOICES.items():
-        value = getattr(getattr(recipe, section), key)
-        if value not in allowed:
-            raise CoatnetEdgeError(f"[{section}] {key} = {value!r} is not one of {', '.join(allowed)}", path=where,
-                                   fix=f"use one of: {', '.join(allowed)}")
     for section, key in _POSITIVE:
         value = getattr(getattr(recipe, section), key)
         if value <= 0:

@@ -11,6 +11,7 @@ taken in one run). Targets this machine cannot build are listed as "skipped: rea
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -18,7 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
+from coatnet_edge.calibration.qat import QatConfig
+from coatnet_edge.calibration.quantize import quantize
+from coatnet_edge.data.synth import SynthConfig, write_dataset
+from coatnet_edge.environment import library_versions
+from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.export.onnx import export_fp32_onnx
 from coatnet_edge.manifest import (
     atomic_path,
     ensure_output_dir,
@@ -27,16 +33,20 @@ from coatnet_edge.manifest import (
     sha256_text,
     write_json_atomic,
 )
+from coatnet_edge.measure.report import compare, comparison_rows
+from coatnet_edge.models.builtin import is_builtin, resolve_source
+from coatnet_edge.models.source import load_model
+from coatnet_edge.pipeline.export import export
 from coatnet_edge.pipeline.recipe import Recipe, load_recipe, recipe_toml
 from coatnet_edge.pipeline.stages import StageResult, folder_fingerprint, run_stage
+from coatnet_edge.progress import progress_bar
+from coatnet_edge.runtime import registry
+from coatnet_edge.runtime.registry import Backend
+from coatnet_edge.training.verbs import TrainConfig, distill, resolve_splits
 
 Log = Callable[[str], None]
-EXPORT_TARGETS = {  # target -> (backend, precision, input stage)
-    "openvino-fp32": ("openvino", "fp32", "onnx"), "openvino-fp16": ("openvino", "fp16", "onnx"),
-    "openvino-int8": ("openvino", "int8", "quantize"), "tensorrt-fp16": ("tensorrt", "fp16", "onnx"),
-    "tensorrt-int8": ("tensorrt", "int8", "quantize"),
-}
-
+# every target but the ONNX graphs themselves (the onnx / quantize stages' outputs) is a stage of its own
+EXPORT_TARGETS = tuple(t for t in registry.pipeline_targets() if registry.for_target(t)[0].export_name != "onnx")
 STAGES = ("data", "distill", "onnx", "quantize", *EXPORT_TARGETS, "compare", "all")
 
 
@@ -108,24 +118,19 @@ def _run(recipe: Recipe, out_dir: Path, force: tuple[str, ...], log: Log, starte
                                       lambda folder: _quantize(model, weights, recipe, inputs, folder, log))
     compared: list[Path] = []
     for target in wanted:
-        if target in ("onnx-fp32", "onnx-int8"):
-            compared.append(artifacts["onnx" if target == "onnx-fp32" else "quantize"].outputs["artifact"])
+        backend, precision = registry.for_target(target)
+        upstream = artifacts["quantize" if precision == "int8" else "onnx"]
+        if backend.export_name == "onnx":
+            compared.append(upstream.outputs["artifact"])
             continue
-        backend, precision, source_stage = EXPORT_TARGETS[target]
-        upstream = artifacts[source_stage]
-        reason = _unbuildable(backend)
-        if reason:  # still hand over what the device needs: the ONNX, its manifest and the trtexec line
-            kit = stage(target, {"from": upstream.sha256("artifact"), "kit": True,
-                                 "max_batch": recipe.targets.tensorrt_max_batch},
-                        lambda folder, up=upstream, p=precision: _device_kit(up, p, recipe, folder))
-            script = kit.outputs["trtexec"]
-            result.skipped.append({"backend": backend, "precision": precision,
-                                   "reason": f"{reason}; build on the device: {target}/{script.name}"})
-            log(f"[{target}] skipped: {reason}; the device kit {script} builds the engine on the device")
+        reason = backend.unavailable()
+        if reason:
+            result.skipped.append(_skip(target, backend, precision, reason, upstream, recipe, stage, log))
             continue
         built = stage(target, {"from": upstream.sha256("artifact"), "device": recipe.targets.openvino_device,
                                "max_batch": recipe.targets.tensorrt_max_batch},
-                      lambda folder, up=upstream, b=backend, p=precision: _export_target(up, b, p, recipe, folder))
+                      lambda folder, up=upstream, b=backend.export_name, p=precision:
+                      _export_target(up, b, p, recipe, folder))
         compared.append(built.outputs["artifact"])
 
     # the teacher's own row (a timm teacher has no weights slot beside the reference's; left out)
@@ -171,8 +176,6 @@ def _preflight(recipe: Recipe) -> None:
 
 
 def _data(recipe: Recipe, out_dir: Path, stage: Callable[..., StageResult]) -> _Inputs:
-    from coatnet_edge.training.verbs import resolve_splits
-
     if recipe.data.train is None:
         done = stage("data", {"builtin_seed": recipe.data.builtin_seed}, lambda folder: _builtin_data(recipe, folder))
         root = done.outputs["dataset"]
@@ -196,9 +199,6 @@ def _data(recipe: Recipe, out_dir: Path, stage: Callable[..., StageResult]) -> _
 
 
 def _builtin_data(recipe: Recipe, folder: Path) -> dict[str, Any]:
-    from coatnet_edge.data.synth import SynthConfig, write_dataset
-    from coatnet_edge.progress import progress_bar
-
     with progress_bar("built-in dataset") as bar:
         root = write_dataset(folder / "builtin", SynthConfig(seed=recipe.data.builtin_seed), progress=bar, workers=2)
     return {"outputs": {"dataset": root}}
@@ -226,8 +226,6 @@ def _model(recipe: Recipe, inputs: _Inputs, stage: Callable[..., StageResult]) -
 
 
 def _model_identity(model: str, weights: Path | None) -> str:
-    from coatnet_edge.models.builtin import is_builtin, resolve_source
-
     if is_builtin(model) or Path(model).is_file():
         return sha256_file(resolve_source(model))
     return f"{model}:{sha256_file(weights) if weights else 'random'}"
@@ -236,8 +234,6 @@ def _model_identity(model: str, weights: Path | None) -> str:
 # --- stages -------------------------------------------------------------------------------------
 
 def _distill(teacher: str, weights: Path | None, recipe: Recipe, inputs: _Inputs, folder: Path) -> dict[str, Any]:
-    from coatnet_edge.training.verbs import TrainConfig, distill
-
     d = recipe.distill
     student = d.student if not Path(d.student).suffix else str(recipe.resolve(d.student))
     config = TrainConfig(epochs=d.epochs, batch_size=d.batch_size, lr=d.lr, warmup_epochs=d.warmup_epochs,
@@ -253,9 +249,6 @@ def _distill(teacher: str, weights: Path | None, recipe: Recipe, inputs: _Inputs
 
 
 def _export_onnx(model: str, weights: Path | None, recipe: Recipe, folder: Path) -> dict[str, Any]:
-    from coatnet_edge.export.onnx import export_fp32_onnx
-    from coatnet_edge.models.source import load_model
-
     loaded = load_model(model, weights=weights, num_classes=recipe.source.num_classes)
     path, record = export_fp32_onnx(loaded, folder)
     return {"outputs": {"artifact": path}, "parity": record.get("parity")}
@@ -269,69 +262,44 @@ def _quantize_identity(recipe: Recipe, inputs: _Inputs) -> dict[str, Any]:
 
 def _quantize(model: str, weights: Path | None, recipe: Recipe, inputs: _Inputs, folder: Path,
               log: Log) -> dict[str, Any]:
-    from coatnet_edge.calibration.quantize import quantize
-
     q = recipe.quantize
-    qat_config = None
-    if q.method == "qat":
-        from coatnet_edge.calibration.qat import QatConfig
-
-        qat_config = QatConfig(epochs=q.qat_epochs, seed=recipe.seed)
-    done = quantize(model, calib_dir=inputs.calib, out=folder, method=q.method, preset=q.preset, scheme=q.scheme,
-                    calib_size=q.calib_size, seed=recipe.seed, smooth_quant=q.smooth_quant, max_drop=q.max_drop,
+    qat_config = QatConfig(epochs=q.qat_epochs, seed=recipe.seed) if q.method == "qat" else None
+    done = quantize(model, calib_dir=inputs.calib, out=folder, options=q.options(recipe.seed),
                     eval_dir=inputs.evaluation if q.max_drop is not None else None,
-                    max_float_layers=q.max_float_layers, train_dir=inputs.train if q.method == "qat" else None,
-                    qat_config=qat_config, weights=weights, num_classes=recipe.source.num_classes, log=log)
+                    train_dir=inputs.train if q.method == "qat" else None, qat_config=qat_config, weights=weights,
+                    num_classes=recipe.source.num_classes, log=log)
     return {"outputs": {"artifact": done.int8_onnx}, "check_vs_fp32": done.manifest.get("check_vs_fp32"),
             "accuracy_budget": done.manifest.get("accuracy_budget")}
 
 
-def _unbuildable(backend: str) -> str | None:
-    """Why this machine cannot build ``backend`` (None when it can)."""
-    if backend != "tensorrt":
-        return None
-    from coatnet_edge.export.tensorrt import import_tensorrt
-
-    try:
-        import_tensorrt()
-    except MissingDependencyError:
-        return "TensorRT is not installed (NVIDIA GPU + pip install 'coatnet-edge[tensorrt]', or JetPack)"
-    import torch
-
-    return None if torch.cuda.is_available() else "no NVIDIA GPU visible"
+def _skip(target: str, backend: Backend, precision: str, reason: str, upstream: StageResult, recipe: Recipe,
+          stage: Callable[..., StageResult], log: Log) -> dict[str, str]:
+    """A target this machine cannot build: a 'skipped' row, and its device kit where the backend has one
+    (what a Jetson needs to build the engine itself: the ONNX, its manifest and the trtexec line)."""
+    if backend.device_kit is None:
+        log(f"[{target}] skipped: {reason}")
+        return {"backend": backend.name, "precision": precision, "reason": reason}
+    write_kit = backend.load_device_kit()
+    kit = stage(target, {"from": upstream.sha256("artifact"), "kit": True,
+                         "max_batch": recipe.targets.tensorrt_max_batch},
+                lambda folder: {"outputs": write_kit(upstream.outputs["artifact"], folder, precision,
+                                                     recipe.targets.tensorrt_max_batch)})
+    script = kit.outputs["trtexec"]
+    log(f"[{target}] skipped: {reason}; the device kit {script} builds the engine on the device")
+    return {"backend": backend.name, "precision": precision,
+            "reason": f"{reason}; build on the device: {target}/{script.name}"}
 
 
 def _export_target(upstream: StageResult, backend: str, precision: str, recipe: Recipe,
                    folder: Path) -> dict[str, Any]:
-    from coatnet_edge.pipeline.export import export
-
     done = export(upstream.outputs["artifact"], out=folder, backend=backend, precision=precision,
                   device=recipe.targets.openvino_device, max_batch=recipe.targets.tensorrt_max_batch,
                   log=lambda line: None)
     return {"outputs": {"artifact": done.artifact}, "parity_vs_onnx": done.manifest.get("parity_vs_onnx")}
 
 
-def _device_kit(upstream: StageResult, precision: str, recipe: Recipe, folder: Path) -> dict[str, Any]:
-    """What a Jetson needs to build the engine itself: the ONNX (+ manifest) and the trtexec script."""
-    from coatnet_edge.export.tensorrt import EngineOptions, write_trtexec_script
-    from coatnet_edge.manifest import read_manifest
-
-    onnx_path = upstream.outputs["artifact"]
-    copy = folder / onnx_path.name
-    shutil.copy2(onnx_path, copy)
-    shutil.copy2(manifest_path_for(onnx_path), manifest_path_for(copy))
-    size = int((read_manifest(onnx_path) or {})["input_shape"][-1])
-    options = EngineOptions(precision=precision, max_batch=recipe.targets.tensorrt_max_batch, image_size=size)
-    stem = onnx_path.name.removesuffix(".onnx").removesuffix(".fp32").removesuffix(".int8")
-    script = write_trtexec_script(folder / f"{stem}.{precision}.trtexec.sh", copy.name, f"{stem}.{precision}.engine",
-                                  options)
-    return {"outputs": {"onnx": copy, "trtexec": script}}
-
-
 def _compare(reference: str, weights: Path | None, artifacts: list[str], recipe: Recipe, inputs: _Inputs,
              skipped: list[dict[str, str]], folder: Path) -> dict[str, Any]:
-    from coatnet_edge.measure.report import compare
-
     b = recipe.benchmark
     report = compare(reference, artifacts, data=inputs.evaluation, out=folder,
                      batches=b.batches, threads=b.threads, warmup=b.warmup, runs=b.runs, limit=recipe.evaluate.limit,
@@ -340,17 +308,11 @@ def _compare(reference: str, weights: Path | None, artifacts: list[str], recipe:
 
 
 def _rows(compare_json: Path) -> list[dict[str, Any]]:
-    import json
-
-    from coatnet_edge.measure.report import comparison_rows
-
     return comparison_rows(json.loads(compare_json.read_text()))
 
 
 def _versions() -> dict[str, str]:
     """Library versions plus a hash of this package's code: a changed toolkit redoes the stages."""
-    from coatnet_edge.environment import library_versions
-
     package = Path(__file__).parents[1]
     code = "\n".join(f"{p.relative_to(package)}\t{sha256_file(p)}" for p in sorted(package.rglob("*.py")))
     return {**{k: v for k, v in library_versions().items() if k not in ("pillow",)},

@@ -1,0 +1,64 @@
+"""The INT8 choices, defined once: ``quantize()``, the recipe's [quantize] table and the CLI's options
+all read ``QuantizeOptions`` (its ``Literal`` types are the allowed values, its defaults the defaults).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from coatnet_edge.errors import CoatnetEdgeError
+
+Method = Literal["ptq", "qat"]
+Preset = Literal["tensorrt", "openvino"]  # tensorrt: symmetric INT8 everywhere; openvino: asymmetric activations
+Scheme = Literal["hybrid", "cnn", "transformer"]
+METHODS: tuple[str, ...] = typing.get_args(Method)
+PRESETS: tuple[str, ...] = typing.get_args(Preset)
+SCHEMES: tuple[str, ...] = typing.get_args(Scheme)
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """How to quantize; the inputs (model, folders) stay arguments of ``quantize()``."""
+
+    method: Method = "ptq"
+    preset: Preset = "tensorrt"
+    scheme: Scheme = "hybrid"
+    calib_size: int = 300
+    seed: int = 0
+    smooth_quant: bool = False
+    ignored_patterns: tuple[str, ...] = ()  # regexes over ONNX node names, kept in float
+    max_drop: float | None = None  # accuracy budget, top-1 points (labeled) or disagreement points
+    eval_size: int = 500
+    sensitivity: bool = False
+    max_float_layers: int = 16
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ignored_patterns", tuple(self.ignored_patterns))
+        for name, value in (("method", self.method), ("preset", self.preset), ("scheme", self.scheme)):
+            allowed = choices(name)
+            if value not in allowed:
+                raise CoatnetEdgeError(f"unknown {name} '{value}'", fix=f"use one of: {', '.join(allowed)}")
+        for name in ("calib_size", "eval_size", "max_float_layers"):
+            if getattr(self, name) < 1:
+                raise CoatnetEdgeError(f"{name} must be >= 1, got {getattr(self, name)}", fix="use a positive value")
+
+    @classmethod
+    def from_kwargs(cls, **options: Any) -> QuantizeOptions:
+        """Options from keyword arguments, refusing unknown names in one line (a typo is not ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise CoatnetEdgeError(f"unknown quantize option '{unknown[0]}'", fix=f"use: {', '.join(sorted(known))}")
+        return cls(**options)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def choices(name: str) -> tuple[str, ...]:
+    """The allowed values of a ``QuantizeOptions`` field (for the CLI's ``click.Choice`` and the recipe)."""
+    return typing.get_args(typing.get_type_hints(QuantizeOptions)[name])
+

@@ -1,0 +1,48 @@
+"""What every export adapter takes and gives back, so the export verb drives them all the same way.
+
+An adapter is ``export_artifact(job) -> ExportOutput``: it turns one ONNX graph (FP32, or the Q/DQ
+INT8 graph ``quantize`` wrote) into one artifact for its runtime and measures parity where it can.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    onnx_path: Path  # the graph the artifact is built from
+    record: dict[str, Any]  # its manifest (input shape, preprocessing, calibration)
+    out: Path
+    precision: str
+    device: str = "CPU"
+    batch: int = 1
+    dynamic_batch: bool = True
+    max_batch: int = 32
+    workspace_mib: int = 2048
+    net: Any = None  # the torch module, for adapters that compile PyTorch (torch-tensorrt)
+    calibration: Callable[[], np.ndarray] | None = None  # preprocessed calibration images, on demand
+
+    @property
+    def image_size(self) -> int:
+        return int(self.record["input_shape"][-1])
+
+    @property
+    def stem(self) -> str:
+        return self.onnx_path.name.removesuffix(".onnx").removesuffix(".fp32").removesuffix(".int8")
+
+    def artifact_path(self, suffix: str) -> Path:
+        return self.out / f"{self.stem}.{self.precision}{suffix}"
+
+
+@dataclass
+class ExportOutput:
+    artifact: Path
+    extra_files: list[Path] = field(default_factory=list)
+    parity: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # adapter-specific manifest keys (engine batch range)

@@ -1,0 +1,141 @@
+"""The backend registry: one record per backend, read by export, runtime loading, pipeline targets,
+recipe validation and the CLI's choices, so a backend is named in exactly one place.
+
+Adding a backend = its export adapter (``coatnet_edge/export/<name>.py``), its runner
+(``coatnet_edge/runtime/<name>.py``) and one ``Backend`` record below. Adapters and runners are
+named as ``"module:attribute"`` and imported only when used, so a record costs nothing to read and a
+missing optional library (OpenVINO, TensorRT) only matters to the backend that needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # the runner's name, as tables and manifests show it
+    runner: str | None  # "module:Class" with the Runner interface (runtime/base.py); None: nothing runs it here
+    suffixes: tuple[str, ...]  # artifact files this runner opens
+    export_name: str | None = None  # `--backend` value of `coatnet-edge export` (None: not an export target)
+    adapter: str | None = None  # "module:function" taking an export job (export/job.py)
+    precisions: tuple[str, ...] = ()  # what its export builds
+    targets: tuple[str, ...] = ()  # `coatnet-edge run` target names built by this backend
+    requires: tuple[str, ...] = ()  # modules it imports; missing -> unavailable with `install` as the fix
+    install: str = ""
+    needs_gpu: bool = False
+    device_kit: str | None = None  # "module:function" writing what the device needs to build it there
+
+    def load_device_kit(self) -> Any:
+        return _resolve(self.device_kit) if self.device_kit else None
+
+    def load_runner_class(self) -> Any:
+        if self.runner is None:
+            raise CoatnetEdgeError(f"coatnet-edge has no runner for {self.name} artifacts",
+                                   fix=f"use one of: {', '.join(runtime_names())}")
+        return _resolve(self.runner)
+
+    def load_adapter(self) -> Any:
+        if self.adapter is None:
+            raise CoatnetEdgeError(f"{self.name} is a runtime, not an export target",
+                                   fix=f"use --backend {' / '.join(export_names())}")
+        return _resolve(self.adapter)
+
+    def unavailable(self) -> str | None:
+        """Why this machine cannot build for this backend (None when it can); checks without importing."""
+        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"{missing[0]} is not installed ({self.install})"
+        if self.needs_gpu and not _cuda_available():
+            return "no NVIDIA GPU visible"
+        return None
+
+    def require(self) -> None:
+        """Raise the one-line 'missing dependency' error before anything is written."""
+        reason = self.unavailable()
+        if reason and "not installed" in reason:
+            raise MissingDependencyError(self.requires[0], hint=self.install)
+
+
+_TENSORRT_INSTALL = ("NVIDIA GPU + pip install 'coatnet-edge[tensorrt]' (wheels from pypi.nvidia.com), "
+                     "or JetPack on a Jetson")
+
+BACKENDS: tuple[Backend, ...] = (
+    Backend("pytorch", "coatnet_edge.runtime.pytorch:PyTorchRunner", (".safetensors", ".pt", ".pth")),
+    Backend("onnxruntime", "coatnet_edge.runtime.onnxruntime:OnnxRuntimeRunner", (".onnx",), export_name="onnx",
+            adapter="coatnet_edge.export.onnx:export_artifact", precisions=("fp32", "int8"),
+            targets=("onnx-fp32", "onnx-int8"), requires=("onnxruntime",), install="pip install onnxruntime"),
+    Backend("openvino", "coatnet_edge.runtime.openvino:OpenVinoRunner", (".xml",), export_name="openvino",
+            adapter="coatnet_edge.export.openvino:export_artifact", precisions=("fp32", "fp16", "int8"),
+            targets=("openvino-fp32", "openvino-fp16", "openvino-int8"), requires=("openvino",),
+            install="pip install openvino"),
+    Backend("tensorrt", "coatnet_edge.runtime.tensorrt:TensorRtRunner", (".engine", ".plan"), export_name="tensorrt",
+            adapter="coatnet_edge.export.tensorrt:export_artifact", precisions=("fp32", "fp16", "int8"),
+            targets=("tensorrt-fp16", "tensorrt-int8"), requires=("tensorrt",), install=_TENSORRT_INSTALL,
+            needs_gpu=True, device_kit="coatnet_edge.export.tensorrt:write_device_kit"),
+    Backend("torch-tensorrt", None, (),
+            export_name="torch-tensorrt", adapter="coatnet_edge.export.torch_tensorrt:export_artifact",
+            precisions=("fp32", "fp16", "int8"), requires=("torch_tensorrt",), install=_TENSORRT_INSTALL,
+            needs_gpu=True),
+)
+
+
+def runtime_names() -> tuple[str, ...]:
+    return tuple(b.name for b in BACKENDS if b.runner)
+
+
+def export_names() -> tuple[str, ...]:
+    return tuple(b.export_name for b in BACKENDS if b.export_name)
+
+
+def pipeline_targets() -> tuple[str, ...]:
+    return tuple(t for b in BACKENDS for t in b.targets)
+
+
+def by_name(name: str) -> Backend:
+    """The backend a runner name (``onnxruntime``) or an export name (``onnx``) refers to."""
+    for backend in BACKENDS:
+        if name in (backend.name, backend.export_name):
+            return backend
+    raise CoatnetEdgeError(f"unknown backend '{name}'", fix=f"use one of: {', '.join(export_names())}")
+
+
+def with_runner(name: str) -> Backend | None:
+    """The backend with a runner that ``name`` (``onnxruntime`` or ``onnx``) refers to."""
+    return next((b for b in BACKENDS if b.runner and name in (b.name, b.export_name)), None)
+
+
+def for_target(target: str) -> tuple[Backend, str]:
+    """A pipeline target (``openvino-int8``) -> its backend and precision."""
+    for backend in BACKENDS:
+        if target in backend.targets:
+            return backend, target.rsplit("-", 1)[1]
+    raise CoatnetEdgeError(f"unknown target '{target}'", fix=f"use one of: {', '.join(pipeline_targets())}")
+
+
+def for_file(path: str | Path) -> Backend | None:
+    """The backend whose runner opens this artifact (model sources ``builtin:``/``timm:`` are PyTorch)."""
+    text = str(path)
+    if text.startswith(("builtin:", "timm:")):
+        return by_name("pytorch")
+    suffix = Path(text).suffix
+    return next((b for b in BACKENDS if suffix in b.suffixes), None)
+
+
+def _resolve(reference: str) -> Any:
+    module, attribute = reference.split(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _cuda_available() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch  # NOTE: only asked for GPU backends, which need torch for their buffers anyway
+
+    return bool(torch.cuda.is_available())
