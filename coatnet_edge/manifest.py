@@ -1,94 +1,52 @@
-"""Provenance and atomic artifact writing.
+"""Provenance: ``<artifact>.manifest.json`` next to every artifact, written and read here only.
 
-Every artifact is written under a temporary name in its final directory and renamed into place
-only when complete, so an interrupted run never leaves a file at the final name.
+Writers pass the record of what they did (source hash, options, calibration set, parity); this
+module adds the schema, the artifact's hash and size and the library versions. Readers get a
+``Manifest``: the fields other layers act on, typed, plus the whole record for display.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coatnet_edge.atomic import write_json_atomic
+from coatnet_edge.environment import library_versions
 from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.hashing import sha256_file
 
 MANIFEST_SCHEMA = "coatnet-edge/manifest/v1"
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class Manifest:
+    kind: str | None = None  # onnx, openvino, tensorrt, torch-tensorrt
+    precision: str = "fp32"
+    preprocess: dict[str, Any] | None = None  # data.preprocess.PreprocessConfig.to_dict()
+    class_names: list[str] = field(default_factory=list)
+    input_shape: list[Any] | None = None  # ["batch" | N, C, H, W]
+    calibration_root: Path | None = None
+    record: dict[str, Any] = field(default_factory=dict)  # the whole JSON document
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Manifest:
+        root = (record.get("calibration") or {}).get("root")
+        return cls(record.get("kind"), str(record.get("precision", "fp32")), record.get("preprocess"),
+                   list(record.get("class_names") or []), record.get("input_shape"),
+                   Path(root) if root else None, record)
 
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+    @classmethod
+    def read(cls, artifact: str | Path) -> Manifest | None:
+        record = read_manifest(artifact)
+        return None if record is None else cls.from_record(record)
 
-
-def ensure_output_dir(path: str | Path) -> Path:
-    """Create ``path`` as a directory, or say in one line why it cannot be one."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise CoatnetEdgeError("output path exists and is not a directory", path=path,
-                               fix="pass a directory path (or remove the file)")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise CoatnetEdgeError(f"cannot create output directory ({err.strerror})", path=path,
-                               fix="choose a writable location with --out") from None
-    if not os.access(path, os.W_OK):
-        raise CoatnetEdgeError("output directory is not writable", path=path,
-                               fix="choose a writable location with --out")
-    return path
-
-
-@contextlib.contextmanager
-def atomic_path(final: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``final``; rename it to ``final`` only if the block succeeds.
-
-    Works for files and directories (whatever the block creates at the yielded path).
-    """
-    final = Path(final)
-    ensure_output_dir(final.parent)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.unlink()
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise CoatnetEdgeError("internal error: nothing was written", path=final)
-        if tmp.is_file():
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make artifacts private
-        if final.is_dir() and not final.is_symlink():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_json_atomic(path: str | Path, payload: Any) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    return path
+    @property
+    def image_size(self) -> int:
+        if not self.input_shape:
+            raise CoatnetEdgeError("the manifest records no input shape", fix="re-export the artifact")
+        return int(self.input_shape[-1])
 
 
 def manifest_path_for(artifact: str | Path) -> Path:
@@ -99,8 +57,6 @@ def manifest_path_for(artifact: str | Path) -> Path:
 def write_manifest(artifact: str | Path, record: dict[str, Any]) -> Path:
     """Write ``<artifact>.manifest.json`` next to a finished artifact, with its hash and sizes."""
     artifact = Path(artifact)
-    from coatnet_edge.environment import library_versions  # local: keeps import light
-
     payload = {
         "schema": MANIFEST_SCHEMA,
         "artifact": artifact.name,
@@ -121,3 +77,8 @@ def read_manifest(artifact: str | Path) -> dict[str, Any] | None:
     except json.JSONDecodeError as err:
         raise CoatnetEdgeError(f"manifest is not valid JSON ({err.msg})", path=path,
                                fix="re-export the artifact to rewrite its manifest") from None
+
+
+# NOTE: transitional re-exports while the last modules move to atomic/hashing (removed at the end of issue 15)
+from coatnet_edge.atomic import atomic_path, ensure_output_dir  # noqa: E402, F401
+from coatnet_edge.hashing import sha256_text  # noqa: E402, F401

@@ -10,7 +10,7 @@ import torch
 from coatnet_edge.data.folders import scan_folder
 from coatnet_edge.data.synth import SynthConfig, load_dataset_info, write_dataset
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.manifest import sha256_file
+from coatnet_edge.hashing import sha256_file
 from coatnet_edge.models.builtin import builtin_manifest, builtin_path
 from coatnet_edge.models.checkpoint import load_checkpoint
 from coatnet_edge.models.coatnet import MBConv, TransformerBlock

@@ -21,7 +21,7 @@ from coatnet_edge.data.synth import (
     write_dataset,
 )
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.manifest import sha256_file
+from coatnet_edge.hashing import sha256_file
 
 SMALL = SynthConfig(seed=1, image_size=48, train_per_class=3, val_per_class=2)
 

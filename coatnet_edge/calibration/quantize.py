@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from coatnet_edge.atomic import atomic_path, ensure_output_dir
 from coatnet_edge.calibration.options import QuantizeOptions
 from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
 from coatnet_edge.calibration.qat import QatConfig, qat
@@ -31,7 +32,7 @@ from coatnet_edge.data.folders import ImageFolder, scan_folder
 from coatnet_edge.data.sampling import CalibrationSet, build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.export.onnx import export_fp32_onnx
-from coatnet_edge.manifest import atomic_path, ensure_output_dir, write_manifest
+from coatnet_edge.manifest import write_manifest
 from coatnet_edge.measure.evaluate import EvalData, load_eval_data
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.models.source import load_model

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from coatnet_edge.atomic import atomic_path
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.manifest import atomic_path
 
 DATASET_NAME = "coatnet-edge-synth"
 FORMAT_VERSION = 1

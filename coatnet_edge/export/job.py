@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from coatnet_edge.manifest import Manifest
+
 
 @dataclass(frozen=True)
 class ExportJob:
     onnx_path: Path  # the graph the artifact is built from
-    record: dict[str, Any]  # its manifest (input shape, preprocessing, calibration)
+    record: dict[str, Any]  # its manifest record (carried into the artifact's manifest)
     out: Path
     precision: str
     device: str = "CPU"
@@ -29,8 +31,12 @@ class ExportJob:
     calibration: Callable[[], np.ndarray] | None = None  # preprocessed calibration images, on demand
 
     @property
+    def source(self) -> Manifest:
+        return Manifest.from_record(self.record)
+
+    @property
     def image_size(self) -> int:
-        return int(self.record["input_shape"][-1])
+        return self.source.image_size
 
     @property
     def stem(self) -> str:

@@ -14,10 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from coatnet_edge.atomic import atomic_path, ensure_output_dir
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.export.job import ExportJob, ExportOutput
 from coatnet_edge.export.parity import torch_parity
-from coatnet_edge.manifest import atomic_path, ensure_output_dir, sha256_file, write_manifest
+from coatnet_edge.hashing import sha256_file
+from coatnet_edge.manifest import write_manifest
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"

@@ -17,9 +17,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from coatnet_edge.atomic import atomic_path
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.export.job import ExportJob, ExportOutput
-from coatnet_edge.manifest import atomic_path, manifest_path_for, read_manifest
+from coatnet_edge.manifest import Manifest, manifest_path_for
 from coatnet_edge.runtime.tensorrt import import_tensorrt
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -139,7 +140,11 @@ def write_device_kit(onnx_path: Path, folder: Path, precision: str, max_batch: i
     copy = folder / onnx_path.name
     shutil.copy2(onnx_path, copy)
     shutil.copy2(manifest_path_for(onnx_path), manifest_path_for(copy))
-    size = int((read_manifest(onnx_path) or {})["input_shape"][-1])
+    source = Manifest.read(onnx_path)
+    if source is None:
+        raise CoatnetEdgeError("no manifest next to the ONNX file (input size unknown)", path=onnx_path,
+                               fix="export it with `coatnet-edge export --backend onnx`")
+    size = source.image_size
     options = EngineOptions(precision=precision, max_batch=max_batch, image_size=size)
     stem = onnx_path.name.removesuffix(".onnx").removesuffix(".fp32").removesuffix(".int8")
     script = write_trtexec_script(folder / f"{stem}.{precision}.trtexec.sh", copy.name, f"{stem}.{precision}.engine",

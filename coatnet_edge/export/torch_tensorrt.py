@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from coatnet_edge.atomic import atomic_path
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
 from coatnet_edge.export.job import ExportJob, ExportOutput
 from coatnet_edge.export.tensorrt import NOT_CHECKED, EngineOptions, engine_options, engine_record
-from coatnet_edge.manifest import atomic_path
 from coatnet_edge.runtime.tensorrt import TENSORRT_HINT
 
 

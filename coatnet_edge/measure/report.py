@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coatnet_edge.atomic import atomic_path, ensure_output_dir, write_json_atomic
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.manifest import atomic_path, ensure_output_dir, write_json_atomic
 from coatnet_edge.measure.benchmark import SCHEMA as BENCHMARK_SCHEMA
 from coatnet_edge.measure.benchmark import device_label, read_results
 

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from coatnet_edge.atomic import atomic_path
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.manifest import atomic_path
 from coatnet_edge.models.coatnet import CoAtNet
 from coatnet_edge.models.config import CoAtNetConfig
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from coatnet_edge.atomic import ensure_output_dir
 from coatnet_edge.calibration.quantize import quantize
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.data.sampling import build_calibration_set
@@ -22,7 +23,8 @@ from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.export.job import ExportJob, ExportOutput
 from coatnet_edge.export.onnx import export_fp32_onnx
 from coatnet_edge.export.qdq_rules import check_qdq
-from coatnet_edge.manifest import ensure_output_dir, read_manifest, sha256_file, write_manifest
+from coatnet_edge.hashing import sha256_file
+from coatnet_edge.manifest import Manifest, read_manifest, write_manifest
 from coatnet_edge.models.source import load_model
 from coatnet_edge.runtime import registry
 from coatnet_edge.runtime.registry import Backend
@@ -108,22 +110,22 @@ def _artifact_manifest(job: ExportJob, target: Backend, done: ExportOutput, seco
 
 
 def _calibration_images(calib_dir: Any, record: dict[str, Any], options: dict[str, Any]) -> np.ndarray:
-    return build_calibration_set(calib_dir, PreprocessConfig.from_dict(record["preprocess"]),
+    return build_calibration_set(calib_dir, PreprocessConfig.from_dict(Manifest.from_record(record).preprocess),
                                  size=options.get("calib_size", 300)).images
 
 
 def _given_onnx(path: Path, precision: str) -> tuple[Path, dict[str, Any]]:
     if not path.is_file():
         raise CoatnetEdgeError("model file not found", path=path, fix="check the path")
-    record = read_manifest(path)
-    if record is None or "input_shape" not in record:
+    source = Manifest.read(path)
+    if source is None or source.input_shape is None:
         raise CoatnetEdgeError("this ONNX file has no coatnet-edge manifest (input size, preprocessing unknown)",
                                path=path, fix="export it with `coatnet-edge export --backend onnx` first")
     quantized = check_qdq(path).quantized_layers > 0
     if quantized != (precision == "int8"):
         raise CoatnetEdgeError(f"this ONNX file is {'INT8' if quantized else 'float'}, --{precision} was asked for",
                                path=path, fix="pass the matching file (.int8.onnx for --int8)")
-    return path, record
+    return path, source.record
 
 
 def _onnx_from_checkpoint(model: str | Path, out: str | Path, precision: str, calib_dir: Any, dynamic_batch: bool,

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coatnet_edge.manifest import sha256_file, sha256_text, write_json_atomic
+from coatnet_edge.atomic import write_json_atomic
+from coatnet_edge.hashing import sha256_file, sha256_text
 
 STAGE_FILE = "stage.json"
 STAGE_SCHEMA = "coatnet-edge/stage/v1"

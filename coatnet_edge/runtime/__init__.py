@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.manifest import read_manifest
+from coatnet_edge.manifest import Manifest
 from coatnet_edge.runtime import registry
 from coatnet_edge.runtime.base import Runner, RunnerInfo
 
@@ -27,8 +27,8 @@ def artifact_precision(path: str | Path) -> str:
     """The precision the artifact's manifest records (fp32 for checkpoints and unlabelled files)."""
     if backend_for(path) == "pytorch":
         return "fp32"
-    manifest = read_manifest(path) or {}
-    return str(manifest.get("precision", "fp32"))
+    manifest = Manifest.read(path)
+    return manifest.precision if manifest else "fp32"
 
 
 def load_runner(path: str | Path, *, backend: str | None = None, **options: Any) -> Runner:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.manifest import read_manifest
+from coatnet_edge.manifest import Manifest
 from coatnet_edge.models.builtin import resolve_source
 from coatnet_edge.runtime import backend_for, load_runner
 
@@ -30,11 +30,11 @@ def artifact_profile(path: str | Path, weights: str | Path | None = None) -> tup
             return loaded.preprocess, loaded.class_names
         info = read_checkpoint_info(path)  # header only: the runner loads the weights once
         return info.preprocess, list(info.class_names)
-    manifest = read_manifest(path)
-    if manifest is None or "preprocess" not in manifest:
+    manifest = Manifest.read(path)
+    if manifest is None or manifest.preprocess is None:
         raise CoatnetEdgeError("no coatnet-edge manifest next to this artifact (preprocessing unknown)", path=path,
                                fix="export it with `coatnet-edge export`, which writes <artifact>.manifest.json")
-    return PreprocessConfig.from_dict(manifest["preprocess"], source=path), list(manifest.get("class_names") or [])
+    return PreprocessConfig.from_dict(manifest.preprocess, source=path), manifest.class_names
 
 
 def artifact_size(item: str | Path) -> int | None:
