@@ -26,6 +26,7 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
 from coatnet_edge.calibration.options import Method, Preset, QuantizeOptions, Scheme
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.runtime import registry
+from coatnet_edge.training.verbs import TrainConfig
 
 TARGETS = registry.pipeline_targets()
 
@@ -51,25 +52,26 @@ class DataSection:
 
 
 @dataclass(frozen=True)
-class DistillSection:
+class DistillSection(TrainConfig):
     """Teacher -> student knowledge distillation (off: the source model itself is deployed).
 
-    The built-in recipe starts from the shipped, already distilled ``builtin:student`` and runs two
-    short KD epochs, so the demo stays within minutes; ``student = "coatnet_pico"`` with ~60 epochs
-    distils from scratch (the recipe of the shipped student, 24 min on 2 cores).
+    The training keys are ``TrainConfig``'s own (train/distill verbs take the same), with defaults
+    for the demo: the built-in recipe starts from the shipped, already distilled ``builtin:student``
+    and runs two short KD epochs; ``student = "coatnet_pico"`` with ~60 epochs distils from scratch
+    (the recipe of the shipped student, 24 min on 2 cores). ``seed`` unset: the recipe's seed.
     """
 
     enabled: bool = True
     student: str = "builtin:student"
     epochs: int = 2
-    batch_size: int = 64
     lr: float = 5e-4
     warmup_epochs: float = 0.0
     min_crop_scale: float = 0.6
-    alpha: float = 0.7
-    temperature: float = 4.0
-    max_steps_per_epoch: int | None = None
-    workers: int = 2
+    seed: int | None = None  # type: ignore[assignment]
+
+    def train_config(self, seed: int) -> TrainConfig:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainConfig)}
+        return TrainConfig(**{**values, "seed": seed if self.seed is None else self.seed})
 
 
 @dataclass(frozen=True)
@@ -163,8 +165,8 @@ class Recipe:
         return path if path.is_absolute() or self.path is None else self.path.parent / path
 
 
-_POSITIVE = {("distill", "epochs"), ("distill", "batch_size"), ("quantize", "calib_size"), ("quantize", "qat_epochs"),
-             ("benchmark", "runs"), ("targets", "tensorrt_max_batch"), ("distill", "lr")}
+_POSITIVE = {("quantize", "calib_size"), ("quantize", "qat_epochs"), ("benchmark", "runs"),
+             ("targets", "tensorrt_max_batch")}  # [distill]: TrainConfig checks its own
 
 
 def load_recipe(source: str | Path | dict[str, Any] | Recipe | None = None) -> Recipe:
@@ -210,7 +212,11 @@ def _section(kind: type, name: str, table: dict[str, Any], where: Path) -> Any:
     fields = {f.name: f for f in dataclasses.fields(kind)}
     _check_keys(table, fields, where, f"[{name}]")
     hints = typing.get_type_hints(kind)
-    return kind(**{key: _coerce(value, hints[key], where, f"[{name}] {key}") for key, value in table.items()})
+    values = {key: _coerce(value, hints[key], where, f"[{name}] {key}") for key, value in table.items()}
+    try:
+        return kind(**values)
+    except CoatnetEdgeError as err:  # a section's own checks (TrainConfig's): name the recipe and the table
+        raise CoatnetEdgeError(f"[{name}] {str(err).split(' — fix: ')[0]}", path=where, fix=err.fix) from None
 
 
 def _check_keys(table: dict[str, Any], known: dict[str, Any], where: Path, scope: str) -> None:
@@ -267,9 +273,6 @@ def _check_values(recipe: Recipe, where: Path) -> None:
         if value <= 0:
             raise CoatnetEdgeError(f"[{section}] {key} must be > 0, got {value}", path=where,
                                    fix="use a positive value")
-    if recipe.distill.workers < 0:
-        raise CoatnetEdgeError(f"[distill] workers must be >= 0, got {recipe.distill.workers}", path=where,
-                               fix="use 0 (load in the main process) or more")
     for target in recipe.targets.build:
         if target not in TARGETS:
             close = difflib.get_close_matches(target, TARGETS, n=1)
@@ -300,7 +303,9 @@ def recipe_toml(recipe: Recipe | None = None) -> str:
             continue
         doc = (type(section).__doc__ or "").strip().splitlines()[0].replace("``", "`")
         lines += ["", f"[{f.name}]  # {doc}"]
-        for key, value in dataclasses.asdict(section).items():
+        values = dataclasses.asdict(section)
+        own = [k for k in ("enabled", "student") if k in values]  # a section's switch and subject first
+        for key, value in sorted(values.items(), key=lambda item: item[0] not in own):
             lines.append(f"# {key} = ...  (unset)" if value is None else f"{key} = {_toml(value)}")
     return "\n".join(lines) + "\n"
 

@@ -37,7 +37,7 @@ from coatnet_edge.pipeline.stages import StageResult, folder_fingerprint, run_st
 from coatnet_edge.progress import progress_bar
 from coatnet_edge.runtime import registry
 from coatnet_edge.runtime.registry import Backend
-from coatnet_edge.training.verbs import TrainConfig, distill, resolve_splits
+from coatnet_edge.training.verbs import distill, resolve_splits
 
 Log = Callable[[str], None]
 # every target but the ONNX graphs themselves (the onnx / quantize stages' outputs) is a stage of its own
@@ -231,9 +231,7 @@ def _model_identity(model: str, weights: Path | None) -> str:
 def _distill(teacher: str, weights: Path | None, recipe: Recipe, inputs: _Inputs, folder: Path) -> dict[str, Any]:
     d = recipe.distill
     student = d.student if not Path(d.student).suffix else str(recipe.resolve(d.student))
-    config = TrainConfig(epochs=d.epochs, batch_size=d.batch_size, lr=d.lr, warmup_epochs=d.warmup_epochs,
-                         min_crop_scale=d.min_crop_scale, kd_alpha=d.alpha, kd_temperature=d.temperature,
-                         max_steps_per_epoch=d.max_steps_per_epoch, seed=recipe.seed, workers=d.workers)
+    config = d.train_config(recipe.seed)
     fit = distill(inputs.train, teacher=teacher, teacher_weights=weights, student=student, val=inputs.val,
                   out=folder / "run", config=config)
     checkpoint = folder / "student.safetensors"  # the last epoch: the validation split is the test set here
