@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from coatnet_edge.atomic import atomic_path, ensure_output_dir
@@ -32,13 +31,11 @@ from coatnet_edge.data.folders import ImageFolder, scan_folder
 from coatnet_edge.data.sampling import CalibrationSet, build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.export.onnx import export_fp32_onnx
+from coatnet_edge.export.parity import artifact_parity
 from coatnet_edge.manifest import write_manifest
-from coatnet_edge.measure.evaluate import EvalData, load_eval_data
-from coatnet_edge.metrics import compare_logits
+from coatnet_edge.measure.evaluate import EvalData, evaluate_pair, load_eval_data
 from coatnet_edge.models.source import load_model
 from coatnet_edge.progress import progress_bar
-from coatnet_edge.runtime import load_runner
-from coatnet_edge.runtime.base import run_batches
 
 CHECK_IMAGES = 64
 Log = Callable[[str], None]
@@ -146,32 +143,12 @@ def _manifest(inputs: _Inputs, record: dict[str, Any], fp32_path: Path, fp32_rec
         "input_shape": fp32_record["input_shape"], "opset": fp32_record["opset"],
         "calibration": {**calib.describe(), "seconds": round(seconds, 2)},
         "float_layers": float_weighted_layers(qmodel),
-        "check_vs_fp32": _check(fp32_path, int8_path, calib.images[:CHECK_IMAGES],
-                                f"ONNX Runtime CPU, first {min(CHECK_IMAGES, len(calib))} calibration images"),
+        "check_vs_fp32": artifact_parity(fp32_path, int8_path, (calib.images[:CHECK_IMAGES], (
+            f"first {min(CHECK_IMAGES, len(calib))} calibration images")), "int8", backend="onnxruntime", device="CPU"),
     }
     if inputs.evalset is not None:
         manifest["evaluation"] = evaluate_pair(fp32_path, int8_path, inputs.evalset)
     return manifest
-
-
-def evaluate_pair(fp32_path: Path, int8_path: Path, data: Any) -> dict[str, Any]:
-    """FP32 vs INT8 on the same images, in ONNX Runtime and in OpenVINO (each against its own FP32)."""
-    result: dict[str, Any] = {"images": len(data), "root": str(data.root), "labeled": data.labels is not None}
-    for backend in ("onnxruntime", "openvino"):
-        fp32 = run_batches(load_runner(fp32_path, backend=backend), data.images, 100)
-        int8 = run_batches(load_runner(int8_path, backend=backend), data.images, 100)
-        row = {f"agreement_{k}": v for k, v in compare_logits(fp32, int8).to_dict().items()}
-        if data.labels is not None:
-            row["fp32_top1"] = float(np.mean(fp32.argmax(1) == data.labels))
-            row["int8_top1"] = float(np.mean(int8.argmax(1) == data.labels))
-            row["top1_drop_points"] = round(100 * (row["fp32_top1"] - row["int8_top1"]), 4)
-        result[backend] = row
-    return result
-
-
-def _check(fp32_path: Path, int8_path: Path, images: np.ndarray, method: str) -> dict[str, Any]:
-    agreement = compare_logits(load_runner(fp32_path).run(images), load_runner(int8_path).run(images))
-    return {"method": method, **agreement.to_dict()}
 
 
 def _sensitivity_and_budget(qmodel: Any, fp32_model: Any, data: CalibrationSet, stem: Path, *,

@@ -42,10 +42,10 @@ def torch_parity(net: Any, onnx_path: Path, size: int) -> dict[str, Any]:
 
 def artifact_parity(onnx_path: Path, artifact: Path, images: tuple[np.ndarray, str], precision: str, *,
                     backend: str, device: str) -> dict[str, Any]:
-    """An artifact on its runtime vs its source ONNX in ONNX Runtime CPU."""
+    """An artifact on its runtime vs its source ONNX in ONNX Runtime CPU: the one A-vs-B check of two files."""
     batch, what = images
     ref = load_runner(onnx_path).run(batch)
     out = load_runner(artifact, backend=backend, device=device,
                       precision="fp32" if precision == "int8" else precision).run(batch)
-    return {"method": f"{backend} {device} vs ONNX Runtime CPU on the source ONNX, {what}",
-            **compare_logits(ref, out).to_dict()}
+    runtime = "ONNX Runtime CPU" if backend == "onnxruntime" else f"{backend} {device}"
+    return {"method": f"{runtime} vs ONNX Runtime CPU on the source ONNX, {what}", **compare_logits(ref, out).to_dict()}

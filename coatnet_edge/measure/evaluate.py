@@ -90,3 +90,18 @@ def evaluate(artifacts: list[str | Path], *, data: str | Path, reference: str | 
             rows.append(row)
             bar(done, len(items), Path(str(item)).name)
     return rows
+
+
+def evaluate_pair(fp32_path: Path, int8_path: Path, data: Any) -> dict[str, Any]:
+    """FP32 vs INT8 on the same images, in ONNX Runtime and in OpenVINO (each against its own FP32)."""
+    result: dict[str, Any] = {"images": len(data), "root": str(data.root), "labeled": data.labels is not None}
+    for backend in ("onnxruntime", "openvino"):
+        fp32 = run_batches(load_runner(fp32_path, backend=backend), data.images, 100)
+        int8 = run_batches(load_runner(int8_path, backend=backend), data.images, 100)
+        row = {f"agreement_{k}": v for k, v in compare_logits(fp32, int8).to_dict().items()}
+        if data.labels is not None:
+            row["fp32_top1"] = float(np.mean(fp32.argmax(1) == data.labels))
+            row["int8_top1"] = float(np.mean(int8.argmax(1) == data.labels))
+            row["top1_drop_points"] = round(100 * (row["fp32_top1"] - row["int8_top1"]), 4)
+        result[backend] = row
+    return result
