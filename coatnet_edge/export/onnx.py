@@ -20,6 +20,7 @@ from coatnet_edge.export.job import ExportJob, ExportOutput
 from coatnet_edge.export.parity import torch_parity
 from coatnet_edge.hashing import sha256_file
 from coatnet_edge.manifest import write_manifest
+from coatnet_edge.models.coatnet import export_mode
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
@@ -30,8 +31,6 @@ def export_onnx(model: nn.Module, path: str | Path, *, image_size: int, batch_si
                 dynamic_batch: bool = True, opset: int = DEFAULT_OPSET, in_chans: int = 3) -> Path:
     """Write ``model`` as ONNX at ``path`` (atomically) and run ``onnx.checker`` on it."""
     import onnx
-
-    from coatnet_edge.models.coatnet import export_mode
 
     if opset < 17:
         raise CoatnetEdgeError(f"opset {opset} is too old", fix="use --opset 17 or newer (LayerNormalization)")

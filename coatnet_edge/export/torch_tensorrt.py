@@ -18,6 +18,7 @@ from coatnet_edge.atomic import atomic_path
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
 from coatnet_edge.export.job import ExportJob, ExportOutput
 from coatnet_edge.export.tensorrt import NOT_CHECKED, EngineOptions, engine_options, engine_record
+from coatnet_edge.models.coatnet import export_mode
 from coatnet_edge.runtime.tensorrt import TENSORRT_HINT
 
 
@@ -36,8 +37,6 @@ def compile_and_save(model: nn.Module, path: str | Path, options: EngineOptions,
     INT8 needs ``calibration`` (preprocessed NCHW images) for Model Optimizer's PTQ.
     """
     import torch
-
-    from coatnet_edge.models.coatnet import export_mode
 
     torch_tensorrt = import_torch_tensorrt()
     if options.precision == "int8" and calibration is None:

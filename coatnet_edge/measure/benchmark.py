@@ -18,16 +18,17 @@ from typing import Any
 
 import numpy as np
 
+from coatnet_edge.environment import describe_environment
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.progress import progress_bar
+from coatnet_edge.runtime import load_runner
+from coatnet_edge.runtime.artifact import artifact_profile, artifact_size
 
 SCHEMA = "coatnet-edge/benchmark/v1"
 SCHEMA_FILE = Path(__file__).parents[1] / "schemas" / "benchmark-v1.schema.json"
 
 
 def environment() -> dict[str, Any]:
-    from coatnet_edge.environment import describe_environment
-
     env = describe_environment()
     env["host"] = platform.node()
     env["gpu"] = _gpu_name()
@@ -85,9 +86,6 @@ def benchmark(artifacts: list[str | Path], *, batches: tuple[int, ...] = (1,), t
 
     ``weights`` maps a ``timm:<name>`` source to its local weights file.
     """
-    from coatnet_edge.runtime import load_runner
-    from coatnet_edge.runtime.artifact import artifact_profile, artifact_size
-
     if not artifacts:
         raise CoatnetEdgeError("nothing to benchmark", fix="name at least one artifact")
     if any(b < 1 for b in batches):

@@ -11,7 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from coatnet_edge.data.preprocess import preprocess_file
 from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.runtime import load_runner
+from coatnet_edge.runtime.artifact import artifact_profile
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -21,10 +24,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def predict(model: str | Path, images: list[str | Path], *, top_k: int = 5) -> list[dict[str, Any]]:
     """For each image: its path and the ``top_k`` (label, probability) pairs."""
-    from coatnet_edge.data.preprocess import preprocess_file
-    from coatnet_edge.runtime import load_runner
-    from coatnet_edge.runtime.artifact import artifact_profile
-
     if not images:
         raise CoatnetEdgeError("no images given", fix="e.g. coatnet-edge predict --model m.onnx photo.jpg")
     if top_k < 1:

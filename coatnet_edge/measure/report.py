@@ -18,7 +18,8 @@ from typing import Any
 from coatnet_edge.atomic import atomic_path, ensure_output_dir, write_json_atomic
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.measure.benchmark import SCHEMA as BENCHMARK_SCHEMA
-from coatnet_edge.measure.benchmark import device_label, read_results
+from coatnet_edge.measure.benchmark import benchmark, device_label, read_results
+from coatnet_edge.measure.evaluate import evaluate
 
 COMPARISON_SCHEMA = "coatnet-edge/comparison/v1"
 COLUMNS = ["device", "artifact", "backend", "precision", "top1", "agreement", "cosine", "sqnr_db", "size_mb",
@@ -40,9 +41,6 @@ def compare(reference: str | Path, artifacts: list[str | Path], *, data: str | P
     ``skipped`` lists targets that could not be built here (``backend``, ``precision``, ``reason``):
     they appear in the table as "skipped: reason" rather than silently missing.
     """
-    from coatnet_edge.measure.benchmark import benchmark
-    from coatnet_edge.measure.evaluate import evaluate
-
     accuracy = evaluate(artifacts, data=data, reference=reference, limit=limit, threads=threads, labeled=labeled,
                         reference_weights=reference_weights)
     items = [reference] + [a for a in artifacts if a != reference]

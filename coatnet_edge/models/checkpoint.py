@@ -19,6 +19,7 @@ from torch import nn
 from coatnet_edge.atomic import atomic_path
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.models.builtin import resolve_source
 from coatnet_edge.models.coatnet import CoAtNet
 from coatnet_edge.models.config import CoAtNetConfig
 
@@ -187,8 +188,6 @@ def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 def _existing(path: str | Path) -> Path:
-    from coatnet_edge.models.builtin import resolve_source
-
     path = resolve_source(path)
     if not path.is_file():
         raise CoatnetEdgeError("file not found" if not path.exists() else "not a file", path=path,

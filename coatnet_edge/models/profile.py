@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from coatnet_edge.models.coatnet import CoAtNet
 from coatnet_edge.models.config import CoAtNetConfig
 
 
@@ -60,8 +61,6 @@ def profile_model(model: nn.Module, image_size: int | None = None) -> ModelProfi
 
 def profile_config(cfg: CoAtNetConfig) -> ModelProfile:
     """Counts for a config without allocating weights (meta tensors carry shapes only)."""
-    from coatnet_edge.models.coatnet import CoAtNet
-
     with torch.device("meta"):
         model = CoAtNet(cfg)
         macs = count_macs(model, cfg.image_size, cfg.in_chans)

@@ -14,6 +14,15 @@ from torch import nn
 
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.models.builtin import resolve_source
+from coatnet_edge.models.checkpoint import load_checkpoint
+from coatnet_edge.models.timm_source import (
+    TIMM_ATTENTION_STAGES,
+    is_timm_source,
+    load_timm_model,
+    parse_timm_source,
+    timm_preprocess,
+)
 
 OURS_ATTENTION_STAGES = r"^/stages/stages\.[34]/"  # S0 is the stem: S3-S4 are stages.3-4
 
@@ -35,8 +44,6 @@ class LoadedModel:
 def load_model(source: str | Path | nn.Module, *, weights: str | Path | None = None,
                num_classes: int | None = None) -> LoadedModel:
     """The model behind ``source`` (see the module docstring), ready for export/quantization."""
-    from coatnet_edge.models.timm_source import TIMM_ATTENTION_STAGES, is_timm_source, timm_preprocess
-
     if isinstance(source, nn.Module):  # the Python API: a model object as it is (ours or timm's)
         if weights is not None:
             raise CoatnetEdgeError("weights= goes with a timm:<name> source, not a model object",
@@ -50,17 +57,12 @@ def load_model(source: str | Path | nn.Module, *, weights: str | Path | None = N
         raise CoatnetEdgeError(f"cannot tell the preprocessing of a {type(source).__name__}",
                                fix="pass a CoAtNet from coatnet_edge.create_model or a timm model")
     if is_timm_source(source):
-        from coatnet_edge.models.timm_source import load_timm_model, parse_timm_source
-
         spec = parse_timm_source(str(source), weights=weights, num_classes=num_classes)
         net, pre = load_timm_model(spec)
         return LoadedModel(net, pre, spec.name, spec.weights, TIMM_ATTENTION_STAGES)
     if weights is not None:
         raise CoatnetEdgeError("--weights goes with a timm:<name> model", path=weights,
                                fix="pass our checkpoint as --model, or --model timm:<name> --weights FILE")
-    from coatnet_edge.models.builtin import resolve_source
-    from coatnet_edge.models.checkpoint import load_checkpoint
-
     net, info = load_checkpoint(source, num_classes=num_classes)
     return LoadedModel(net, info.preprocess, net.cfg.name, resolve_source(source), OURS_ATTENTION_STAGES,
                        list(info.class_names))

@@ -18,6 +18,7 @@ from torch import nn
 
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
+from coatnet_edge.models.checkpoint import load_state_dict, load_weights
 
 PREFIX = "timm:"
 # Which top-level modules of timm's MaxxVit-based CoAtNets are convolution and which attention:
@@ -71,8 +72,6 @@ def timm_preprocess(model: nn.Module) -> PreprocessConfig:
 
 def load_timm_model(spec: TimmSpec) -> tuple[nn.Module, PreprocessConfig]:
     """Build ``spec.name`` without downloading, load ``spec.weights`` strictly, eval mode."""
-    from coatnet_edge.models.checkpoint import load_state_dict, load_weights
-
     timm = _import_timm()
     state = load_state_dict(spec.weights) if spec.weights is not None else None
     num_classes = spec.num_classes

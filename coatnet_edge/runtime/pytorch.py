@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.models.source import load_model
 from coatnet_edge.runtime.base import RunnerInfo
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -17,8 +18,6 @@ class PyTorchRunner:
     def __init__(self, path: str | Path, *, precision: str = "fp32", device: str = "cpu", threads: int | None = None,
                  weights: str | Path | None = None, **_: object):
         import torch
-
-        from coatnet_edge.models.source import load_model
 
         if precision not in PRECISIONS:
             raise CoatnetEdgeError(f"unknown PyTorch precision '{precision}'",
