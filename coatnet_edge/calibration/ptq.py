@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from coatnet_edge.calibration.options import PRESETS, SCHEMES
-from coatnet_edge.data.sampling import CalibrationSet
+from coatnet_edge.data.sampling import ImageSample
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
 
 ATTENTION_STAGES = re.compile(r"^/stages/stages\.[34]/")
@@ -109,7 +109,7 @@ def tensorrt_activation_args(settings: PtqSettings) -> dict[str, Any]:
     return {"activations_quantization_params": QuantizationParameters(per_channel=False)}
 
 
-def quantize_onnx(fp32_model: Any | str | Path, calib: CalibrationSet,
+def quantize_onnx(fp32_model: Any | str | Path, calib: ImageSample,
                   settings: PtqSettings | None = None) -> PtqResult:
     """INT8 Q/DQ version of an FP32 ONNX model, calibrated on ``calib``."""
     try:

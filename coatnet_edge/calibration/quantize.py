@@ -28,12 +28,12 @@ from coatnet_edge.calibration.sensitivity import (
     write_sensitivity_csv,
 )
 from coatnet_edge.data.folders import ImageFolder, scan_folder
-from coatnet_edge.data.sampling import CalibrationSet, build_calibration_set
+from coatnet_edge.data.sampling import ImageSample, build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.export.onnx import export_fp32_onnx
 from coatnet_edge.export.parity import artifact_parity
 from coatnet_edge.manifest import write_manifest
-from coatnet_edge.measure.evaluate import EvalData, evaluate_pair, load_eval_data
+from coatnet_edge.measure.evaluate import evaluate_pair, load_eval_data
 from coatnet_edge.models.source import load_model
 from coatnet_edge.progress import progress_bar
 
@@ -56,8 +56,8 @@ class _Inputs:
 
     loaded: Any  # models.source.LoadedModel
     settings: PtqSettings
-    calib: CalibrationSet
-    evalset: EvalData | None
+    calib: ImageSample
+    evalset: ImageSample | None
     train_folder: ImageFolder | None
 
 
@@ -151,7 +151,7 @@ def _manifest(inputs: _Inputs, record: dict[str, Any], fp32_path: Path, fp32_rec
     return manifest
 
 
-def _sensitivity_and_budget(qmodel: Any, fp32_model: Any, data: CalibrationSet, stem: Path, *,
+def _sensitivity_and_budget(qmodel: Any, fp32_model: Any, data: ImageSample, stem: Path, *,
                             max_drop: float | None, max_float: int, log: Log,
                             rank_always: bool = True) -> tuple[Any, dict | None, dict]:
     reference = onnx_logits(fp32_model, data.images)

@@ -1,8 +1,9 @@
-"""Calibration sets: a seeded, class-stratified sample of a folder, preprocessed like the model.
+"""The one image sampler: a seeded, class-stratified sample of a folder, preprocessed like the model.
 
-The chosen file list is hashed into every INT8 artifact's manifest, so two artifacts calibrated on
-the same images can be recognised as such. Torch-free: the same set feeds NNCF, ONNX Runtime's
-calibrator and OpenVINO.
+Calibration sets, evaluation sets and the accuracy budget's images are all ``ImageSample``s. The
+chosen file list is hashed into every INT8 artifact's manifest, so two artifacts calibrated on the
+same images can be recognised as such. Torch-free: the same sample feeds NNCF, ONNX Runtime and
+OpenVINO.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ MIN_SOURCE_FRACTION = 0.5  # images whose short side is under half the input siz
 
 
 @dataclass
-class CalibrationSet:
+class ImageSample:
     root: Path
     paths: list[Path]
     images: np.ndarray  # float32 (N, 3, S, S), preprocessed
@@ -112,3 +113,6 @@ def _stratified_order(folder: ImageFolder, rng: np.random.Generator) -> list[Pat
     for rank in range(max(len(q) for q in queues)):
         order += [q[rank] for q in queues if rank < len(q)]
     return order
+
+
+CalibrationSet = ImageSample  # NOTE: transitional name while calibration/qat.py moves over (issue 15)

@@ -8,7 +8,6 @@ ones give the agreement metrics only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from coatnet_edge.data.folders import scan_folder
 from coatnet_edge.data.preprocess import PreprocessConfig
-from coatnet_edge.data.sampling import build_calibration_set
+from coatnet_edge.data.sampling import ImageSample, build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.progress import progress_bar
@@ -25,19 +24,8 @@ from coatnet_edge.runtime.artifact import artifact_profile, artifact_size
 from coatnet_edge.runtime.base import run_batches
 
 
-@dataclass
-class EvalData:
-    root: Path
-    images: np.ndarray
-    labels: np.ndarray | None
-    classes: list[str]
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-
 def load_eval_data(data: str | Path, preprocess: PreprocessConfig, class_names: list[str], *,
-                   limit: int | None = None, seed: int = 0, labeled: bool | None = None) -> EvalData:
+                   limit: int | None = None, seed: int = 0, labeled: bool | None = None) -> ImageSample:
     """Preprocessed images (a seeded, class-stratified sample of ``limit`` when given) and labels."""
     size = limit or len(scan_folder(data, labeled=labeled, verify=False))
     sample = build_calibration_set(data, preprocess, size=size, seed=seed, min_images=1, warn_short=False,
@@ -47,7 +35,7 @@ def load_eval_data(data: str | Path, preprocess: PreprocessConfig, class_names: 
             f"the folder's classes ({len(sample.classes)}: {', '.join(sample.classes[:4])}...) are not the model's "
             f"({len(class_names)}: {', '.join(class_names[:4])}...)", path=data,
             fix="use a folder with the model's class subfolders, or an unlabeled folder (agreement metrics only)")
-    return EvalData(Path(data), sample.images, sample.labels, sample.classes)
+    return sample
 
 
 def evaluate(artifacts: list[str | Path], *, data: str | Path, reference: str | Path | None = None,
