@@ -12,10 +12,11 @@ fake-quantize ops; those export as standard QuantizeLinear/DequantizeLinear (a p
 from __future__ import annotations
 
 import copy
+import functools
+import importlib.util
 import json
 import logging
 import re
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,21 +24,24 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from coatnet_edge.calibration.ptq import PtqSettings, nncf_preset_args, tensorrt_activation_args, to_signed_int8
 from coatnet_edge.data.augment import AugmentConfig
 from coatnet_edge.data.folders import ImageFolder
-from coatnet_edge.data.sampling import CalibrationSet
+from coatnet_edge.data.sampling import ImageSample
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
 from coatnet_edge.manifest import atomic_path, ensure_output_dir
-from coatnet_edge.metrics import compare_logits
-from coatnet_edge.progress import progress_bar
-from coatnet_edge.training.torch_data import NO_LABEL, FolderDataset, without_worker_sigchld
+from coatnet_edge.metrics import Agreement, compare_logits
+from coatnet_edge.training.loop import EpochStats, Loop, run_epochs
+from coatnet_edge.training.losses import Objective
+from coatnet_edge.training.predict import eval_logits
+from coatnet_edge.training.schedule import Schedule
+from coatnet_edge.training.torch_data import FolderDataset, without_worker_sigchld
 
 Log = Callable[[str], None]
+_EVAL_BATCH = 128  # images per forward pass when measuring agreement with FP32
 _TORCH_FLOAT_IN_ATTENTION = {"layer_norm", "softmax", "add", "mul", "div", "gelu", "__add__", "__mul__",
                              "__truediv__", "__iadd__"}
 
@@ -80,7 +84,7 @@ def torch_hybrid_float_nodes(model: nn.Module, image_size: int, attention_stages
             or (n.node_type == "mean" and not n.node_name.startswith("stages/"))]
 
 
-def fake_quantize(model: nn.Module, calib: CalibrationSet, settings: PtqSettings) -> tuple[nn.Module, list[str]]:
+def fake_quantize(model: nn.Module, calib: ImageSample, settings: PtqSettings) -> tuple[nn.Module, list[str]]:
     """NNCF fake-quant copy of ``model`` calibrated on ``calib`` (the QAT starting point)."""
     try:
         import nncf
@@ -105,7 +109,7 @@ def fake_quantize(model: nn.Module, calib: CalibrationSet, settings: PtqSettings
 
 
 @without_worker_sigchld
-def qat(model: nn.Module, calib: CalibrationSet, train_set: ImageFolder, *, settings: PtqSettings | None = None,
+def qat(model: nn.Module, calib: ImageSample, train_set: ImageFolder, *, settings: PtqSettings | None = None,
         config: QatConfig | None = None, eval_images: np.ndarray | None = None, out: str | Path | None = None,
         log: Log = print) -> QatResult:
     """Fine-tune an INT8 fake-quant copy of ``model`` against ``model`` itself; return its Q/DQ ONNX.
@@ -114,22 +118,18 @@ def qat(model: nn.Module, calib: CalibrationSet, train_set: ImageFolder, *, sett
     logged after each epoch; the last epoch is kept (cosine schedule). ``out`` receives a checkpoint
     per epoch (``qat_last.safetensors``).
     """
-    import importlib.util
-
     if importlib.util.find_spec("torchao") is None:  # needed at export: fail before minutes of training
         raise MissingDependencyError("torchao", hint="pip install torchao (NNCF's QAT export needs it)")
     settings = settings or PtqSettings()
     config = config or QatConfig()
-    pre = calib.preprocess
     torch.manual_seed(config.seed)
     teacher = copy.deepcopy(model).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     student, ignored = fake_quantize(model, calib, settings)
     check = torch.from_numpy(calib.images if eval_images is None else eval_images)
-    with torch.no_grad():
-        reference = _logits(teacher, check)
-    dataset = FolderDataset(train_set, pre, train=True, seed=config.seed,
+    reference = eval_logits(teacher, check.split(_EVAL_BATCH))
+    dataset = FolderDataset(train_set, calib.preprocess, train=True, seed=config.seed,
                             augment=AugmentConfig(scale=(config.min_crop_scale, 1.0)))
     steps = len(dataset) // config.batch_size
     if steps == 0:
@@ -138,48 +138,26 @@ def qat(model: nn.Module, calib: CalibrationSet, train_set: ImageFolder, *, sett
     steps = min(steps, config.max_steps_per_epoch or steps)
     optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=0.0)
-    start = compare_logits(reference.numpy(), _logits(student, check).numpy())
-    history = [{"epoch": 0, "top1_agreement": start.top1_agreement, "sqnr_db": start.sqnr_db}]
-    log(f"QAT start (PTQ init): top-1 agreement with FP32 {start.top1_agreement:.4f}, SQNR {start.sqnr_db:.1f} dB")
-    checkpoint = None
-    checkpoint_dir = ensure_output_dir(out) if out is not None else None
-    for epoch in range(config.epochs):
-        dataset.set_epoch(epoch)
-        generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
-        loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=generator,
-                            num_workers=config.workers, drop_last=True)
-        _train_mode(student)
-        started, seen, total_loss = time.perf_counter(), 0, 0.0
-        with progress_bar(f"QAT epoch {epoch + 1}/{config.epochs}") as bar:
-            for i, (x, y) in enumerate(loader):
-                if i >= steps:
-                    break
-                lr = config.lr * 0.5 * (1 + np.cos(np.pi * (epoch * steps + i) / (config.epochs * steps)))
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                loss = _loss(student, teacher, x, y, config)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                seen += len(x)
-                total_loss += float(loss.detach()) * len(x)
-                bar(i + 1, steps, f"loss {total_loss / seen:.4f}")
-        student.eval()
-        agreement = compare_logits(reference.numpy(), _logits(student, check).numpy())
-        record = {"epoch": epoch + 1, "loss": total_loss / seen, "top1_agreement": agreement.top1_agreement,
-                  "sqnr_db": agreement.sqnr_db, "seconds": round(time.perf_counter() - started, 1)}
-        history.append(record)
-        log(f"QAT epoch {epoch + 1}/{config.epochs}: loss {record['loss']:.4f}, top-1 agreement with FP32 "
-            f"{agreement.top1_agreement:.4f}, SQNR {agreement.sqnr_db:.1f} dB ({record['seconds']} s)")
-        if checkpoint_dir is not None:
-            checkpoint = save_qat_checkpoint(student, checkpoint_dir / "qat_last.safetensors",
-                                             {"epoch": epoch + 1, "history": history, "qat": config.to_dict(),
-                                              "settings": settings.to_dict()})
+    monitor = _Monitor(student, reference, check, config, settings, log,
+                       ensure_output_dir(out) if out is not None else None)
+    monitor.start()
+    loop = Loop("QAT", config.epochs, steps, Schedule(config.lr, config.epochs * steps),
+                Objective(teacher, kd_alpha=config.kd_alpha, temperature=config.kd_temperature),
+                functools.partial(_epoch_loader, dataset, config), train_mode=_train_mode)
+    run_epochs(student, optimizer, loop, monitor)
     student.eval()
-    onnx_model = export_qat_onnx(student, pre.image_size)
+    onnx_model = export_qat_onnx(student, calib.preprocess.image_size)
     if settings.preset == "tensorrt":
         to_signed_int8(onnx_model)
-    return QatResult(onnx_model, history, checkpoint, ignored)
+    return QatResult(onnx_model, monitor.history, monitor.checkpoint, ignored)
+
+
+def _epoch_loader(dataset: FolderDataset, config: QatConfig, epoch: int) -> DataLoader:
+    """One epoch's shuffled batches, the order seeded by (seed, epoch)."""
+    dataset.set_epoch(epoch)
+    generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=generator,
+                      num_workers=config.workers, drop_last=True)
 
 
 def _train_mode(model: nn.Module) -> None:
@@ -190,26 +168,44 @@ def _train_mode(model: nn.Module) -> None:
             module.eval()
 
 
-def _loss(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: QatConfig) -> torch.Tensor:
-    from coatnet_edge.training.verbs import kd_loss
+@dataclass
+class _Monitor:
+    """QAT's per-epoch callback: agreement with the FP32 model on the check images, history, log, checkpoint."""
 
-    logits = student(x)
-    with torch.no_grad():
-        target = teacher(x)
-    kd = kd_loss(logits, target, cfg.kd_temperature)
-    labeled = y != NO_LABEL
-    if not bool(labeled.any()):
-        return kd
-    return cfg.kd_alpha * kd + (1 - cfg.kd_alpha) * F.cross_entropy(logits[labeled], y[labeled])
+    student: nn.Module
+    reference: torch.Tensor  # FP32 logits (N, classes) of ``check``
+    check: torch.Tensor  # preprocessed images (N, 3, H, W)
+    config: QatConfig
+    settings: PtqSettings
+    log: Log
+    checkpoint_dir: Path | None = None  # qat_last.safetensors goes here after every epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint: Path | None = None
 
+    def agreement(self) -> Agreement:
+        logits = eval_logits(self.student, self.check.split(_EVAL_BATCH))
+        return compare_logits(self.reference.numpy(), logits.numpy())
 
-@torch.no_grad()
-def _logits(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    out = torch.cat([model(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
-    model.train(was_training)
-    return out
+    def start(self) -> None:
+        """Epoch 0: the PTQ-initialised model, before any training."""
+        start = self.agreement()
+        self.history.append({"epoch": 0, "top1_agreement": start.top1_agreement, "sqnr_db": start.sqnr_db})
+        self.log(f"QAT start (PTQ init): top-1 agreement with FP32 {start.top1_agreement:.4f}, "
+                 f"SQNR {start.sqnr_db:.1f} dB")
+
+    def __call__(self, stats: EpochStats) -> None:
+        self.student.eval()
+        agreement = self.agreement()
+        record = {"epoch": stats.epoch, "loss": stats.loss / stats.seen, "top1_agreement": agreement.top1_agreement,
+                  "sqnr_db": agreement.sqnr_db, "seconds": round(stats.elapsed(), 1)}
+        self.history.append(record)
+        self.log(f"QAT epoch {stats.epoch}/{self.config.epochs}: loss {record['loss']:.4f}, top-1 agreement with "
+                 f"FP32 {agreement.top1_agreement:.4f}, SQNR {agreement.sqnr_db:.1f} dB ({record['seconds']} s)")
+        if self.checkpoint_dir is not None:
+            self.checkpoint = save_qat_checkpoint(
+                self.student, self.checkpoint_dir / "qat_last.safetensors",
+                {"epoch": stats.epoch, "history": self.history, "qat": self.config.to_dict(),
+                 "settings": self.settings.to_dict()})
 
 
 def save_qat_checkpoint(model: nn.Module, path: Path, extra: dict[str, Any]) -> Path:

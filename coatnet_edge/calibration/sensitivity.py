@@ -23,6 +23,7 @@ import numpy as np
 
 from coatnet_edge.manifest import atomic_path
 from coatnet_edge.metrics import compare_logits
+from coatnet_edge.runtime.base import run_batches
 
 Progress = Callable[[int, int, str], None]
 
@@ -128,16 +129,24 @@ def _prune_dead_nodes(graph: Any) -> None:
     graph.initializer.extend(live)
 
 
+class _OrtSession:
+    """An in-memory ONNX model in ONNX Runtime (CPU), with a runner's ``run(images) -> logits``."""
+
+    def __init__(self, model: Any):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: images})[0]
+
+
 def onnx_logits(model: Any, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
     """Run an in-memory ONNX model in ONNX Runtime (CPU) over ``images``."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: images[i:i + batch_size]})[0]
-                           for i in range(0, len(images), batch_size)])
+    return run_batches(_OrtSession(model), images, batch_size)
 
 
 def rank_layers(model: Any, fp32: Any, images: np.ndarray, reference: np.ndarray, *,

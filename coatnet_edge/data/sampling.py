@@ -59,7 +59,7 @@ class ImageSample:
 
 def build_calibration_set(calib_dir: str | Path, preprocess: PreprocessConfig, *, size: int = DEFAULT_SIZE,
                           seed: int = 0, min_images: int = MIN_IMAGES, warn_short: bool = True,
-                          purpose: str = "calibration", labeled: bool | None = None) -> CalibrationSet:
+                          purpose: str = "calibration", labeled: bool | None = None) -> ImageSample:
     """Pick ``size`` images (stratified over class subfolders when present), decode and preprocess them.
 
     Unreadable files are skipped and listed; fewer usable images than asked is a warning, fewer than
@@ -97,7 +97,7 @@ def build_calibration_set(calib_dir: str | Path, preprocess: PreprocessConfig, *
         warnings.warn(f"{calib_dir}: {len(paths)} usable {purpose} images, fewer than the {size} asked for",
                       stacklevel=2)
     labels = np.array([label_of[p] for p in paths], dtype=np.int64) if folder.labeled else None
-    return CalibrationSet(Path(calib_dir), paths, np.stack(arrays), preprocess, seed, skipped, labels,
+    return ImageSample(Path(calib_dir), paths, np.stack(arrays), preprocess, seed, skipped, labels,
                           list(folder.classes))
 
 
@@ -114,5 +114,3 @@ def _stratified_order(folder: ImageFolder, rng: np.random.Generator) -> list[Pat
         order += [q[rank] for q in queues if rank < len(q)]
     return order
 
-
-CalibrationSet = ImageSample  # NOTE: transitional name while calibration/qat.py moves over (issue 15)
