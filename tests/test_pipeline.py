@@ -77,7 +77,7 @@ def test_recipe_run_prints_table_writes_stages_and_report(first_run: tuple) -> N
     kit = out / "tensorrt-int8"  # not buildable here: the device kit (ONNX + manifest + trtexec line) instead
     assert sorted(p.name for p in kit.iterdir()) == ["stage.json", "student.int8.onnx",
                                                      "student.int8.onnx.manifest.json", "student.int8.trtexec.sh"]
-    assert "--int8" in (kit / "student.int8.trtexec.sh").read_text() and "--onnx=student.int8.onnx" in \
+    assert "--stronglyTyped" in (kit / "student.int8.trtexec.sh").read_text() and "--onnx=student.int8.onnx" in \
         (kit / "student.int8.trtexec.sh").read_text()
     assert {p.suffix for p in (out / "compare").iterdir()} >= {".md", ".csv", ".json", ".png"}
     assert (out / "compare" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -30,7 +30,7 @@ from coatnet_edge.calibration.sensitivity import (
 from coatnet_edge.data.folders import ImageFolder, scan_folder
 from coatnet_edge.data.sampling import ImageSample, build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.export.onnx import export_fp32_onnx
+from coatnet_edge.export.onnx import TENSORRT_GRAPH_ROLE, export_fp32_onnx
 from coatnet_edge.export.parity import artifact_parity
 from coatnet_edge.manifest import write_manifest
 from coatnet_edge.measure.evaluate import evaluate_pair, load_eval_data
@@ -137,7 +137,7 @@ def _manifest(inputs: _Inputs, record: dict[str, Any], fp32_path: Path, fp32_rec
               qmodel: Any, seconds: float) -> dict[str, Any]:
     loaded, calib = inputs.loaded, inputs.calib
     manifest = {
-        "kind": "onnx", "precision": "int8", "quantization": record,
+        "kind": "onnx", "precision": "int8", "quantization": record, "role": TENSORRT_GRAPH_ROLE,
         "source": fp32_record["source"], "variant": loaded.variant,
         "preprocess": loaded.preprocess.to_dict(), "class_names": loaded.class_names,
         "input_shape": fp32_record["input_shape"], "opset": fp32_record["opset"],

@@ -40,10 +40,24 @@ class ExportJob:
 
     @property
     def stem(self) -> str:
-        return self.onnx_path.name.removesuffix(".onnx").removesuffix(".fp32").removesuffix(".int8")
+        return model_stem(self.onnx_path)
 
     def artifact_path(self, suffix: str) -> Path:
-        return self.out / f"{self.stem}.{self.precision}{suffix}"
+        return self.out / f"{self.stem}.{file_tag(self.precision)}{suffix}"
+
+
+PRECISION_TAGS = ("fp32", "fp16", "int8", "int8-fp16")  # as they stand in file names
+
+
+def file_tag(precision: str) -> str:
+    """How a precision stands in a file name (``int8+fp16`` -> ``int8-fp16``)."""
+    return precision.replace("+", "-")
+
+
+def model_stem(path: Path) -> str:
+    """``student`` of ``student.int8-fp16.onnx``."""
+    name = path.name.removesuffix(path.suffix)
+    return next((name.removesuffix(f".{tag}") for tag in PRECISION_TAGS if name.endswith(f".{tag}")), name)
 
 
 @dataclass
@@ -52,3 +66,12 @@ class ExportOutput:
     extra_files: list[Path] = field(default_factory=list)
     parity: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)  # adapter-specific manifest keys (engine batch range)
+
+
+_NOT_CARRIED = ("schema", "artifact", "sha256", "size_bytes", "versions", "parity", "role")
+
+
+def carried(record: dict[str, Any]) -> dict[str, Any]:
+    """What an artifact inherits from the manifest of the graph it was made from (source, preprocessing,
+    classes, input shape, calibration, quantization); its own hash, size and parity are its own."""
+    return {k: v for k, v in record.items() if k not in _NOT_CARRIED}

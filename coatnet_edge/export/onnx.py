@@ -11,13 +11,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import onnx
 import torch
 from torch import nn
 
 from coatnet_edge.atomic import atomic_path, ensure_output_dir
 from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.export.fp16 import FP32_OPS, float32_nodes, to_mixed_fp16
 from coatnet_edge.export.job import ExportJob, ExportOutput
-from coatnet_edge.export.parity import torch_parity
+from coatnet_edge.export.parity import artifact_parity, parity_images, torch_parity
 from coatnet_edge.hashing import sha256_file
 from coatnet_edge.manifest import write_manifest
 from coatnet_edge.models.coatnet import export_mode
@@ -90,11 +92,30 @@ def export_fp32_onnx(loaded: Any, out: str | Path, *, batch: int = 1, dynamic_ba
 
 
 def _opset(path: Path) -> int:
-    import onnx
-
     return next(o.version for o in onnx.load(str(path), load_external_data=False).opset_import if o.domain in ("",))
 
 
+TENSORRT_GRAPH_ROLE = "the graph TensorRT builds (strongly typed), measured in ONNX Runtime"
+
+
+def write_mixed_fp16(job: ExportJob) -> ExportOutput:
+    """``<stem>.fp16.onnx`` (from the FP32 graph) or ``<stem>.int8-fp16.onnx`` (from the Q/DQ graph): the
+    float parts in FP16, what a strongly typed TensorRT engine runs; parity measured in ONNX Runtime."""
+    started = onnx.load(str(job.onnx_path))
+    converted = to_mixed_fp16(started)
+    path = job.artifact_path(".onnx")
+    with atomic_path(path) as tmp:
+        onnx.save(converted, str(tmp))
+    images = parity_images(job.source, job.image_size)
+    parity = artifact_parity(job.onnx_path, path, images, job.precision, backend="onnxruntime", device="CPU")
+    details = {"opset": _opset(path), "float32_nodes": float32_nodes(converted), "role": TENSORRT_GRAPH_ROLE,
+               "conversion": "onnxconverter-common float16, float32 I/O, float32 kept for: " + ", ".join(FP32_OPS)}
+    return ExportOutput(path, [], parity, details)
+
+
 def export_artifact(job: ExportJob) -> ExportOutput:
-    """The ONNX backend's artifact is the graph itself (FP32 or Q/DQ INT8), already written with its manifest."""
+    """The ONNX backend's artifact: the graph itself (FP32 or Q/DQ INT8, already written with its manifest),
+    or its mixed-precision FP16 copy."""
+    if job.precision in ("fp16", "int8+fp16"):
+        return write_mixed_fp16(job)
     return ExportOutput(job.onnx_path, [], dict(job.record.get("parity_vs_pytorch") or {}))

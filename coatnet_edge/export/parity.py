@@ -47,5 +47,6 @@ def artifact_parity(onnx_path: Path, artifact: Path, images: tuple[np.ndarray, s
     ref = load_runner(onnx_path).run(batch)
     out = load_runner(artifact, backend=backend, device=device,
                       precision="fp32" if precision == "int8" else precision).run(batch)
-    runtime = "ONNX Runtime CPU" if backend == "onnxruntime" else f"{backend} {device}"
-    return {"method": f"{runtime} vs ONNX Runtime CPU on the source ONNX, {what}", **compare_logits(ref, out).to_dict()}
+    method = ("ONNX Runtime CPU, the artifact vs its source ONNX" if backend == "onnxruntime"
+              else f"{backend} {device} vs ONNX Runtime CPU on the source ONNX")
+    return {"method": f"{method}, {what}", **compare_logits(ref, out).to_dict()}

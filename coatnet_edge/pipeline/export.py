@@ -20,7 +20,7 @@ from coatnet_edge.calibration.quantize import quantize
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.export.job import ExportJob, ExportOutput
+from coatnet_edge.export.job import ExportJob, ExportOutput, carried
 from coatnet_edge.export.onnx import export_fp32_onnx
 from coatnet_edge.export.qdq_rules import check_qdq
 from coatnet_edge.hashing import sha256_file
@@ -28,8 +28,6 @@ from coatnet_edge.manifest import Manifest, read_manifest, write_manifest
 from coatnet_edge.models.source import load_model
 from coatnet_edge.runtime import registry
 from coatnet_edge.runtime.registry import Backend
-
-_NOT_CARRIED = ("schema", "artifact", "sha256", "size_bytes", "versions", "parity")  # re-made for the artifact
 
 
 @dataclass
@@ -56,7 +54,7 @@ def export(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", p
     if given_onnx:
         onnx_path, record, net = *_given_onnx(Path(model), precision), None
     else:  # torch-tensorrt INT8 calibrates the torch model itself (Model Optimizer): it starts from FP32
-        graph_precision = "fp32" if target.export_name == "torch-tensorrt" else precision
+        graph_precision = "int8" if precision.startswith("int8") and target.export_name != "torch-tensorrt" else "fp32"
         onnx_path, record, net = _onnx_from_checkpoint(model, out, graph_precision, calib_dir, dynamic_batch, batch,
                                                        log, quantize_options)
     job = ExportJob(onnx_path, record, ensure_output_dir(out), precision, device=device, batch=batch,
@@ -89,7 +87,7 @@ def _check_request(backend: str, precision: str, batch: int, max_batch: int) -> 
 
 
 def _check_int8_input(target: Backend, precision: str, given_onnx: bool, calib_dir: Any) -> None:
-    if precision != "int8":
+    if not precision.startswith("int8"):
         return
     if target.export_name == "torch-tensorrt" and (given_onnx or calib_dir is None):
         raise CoatnetEdgeError("torch-tensorrt --int8 calibrates the PyTorch model itself",
@@ -100,7 +98,7 @@ def _check_int8_input(target: Backend, precision: str, given_onnx: bool, calib_d
 
 
 def _artifact_manifest(job: ExportJob, target: Backend, done: ExportOutput, seconds: float) -> dict[str, Any]:
-    manifest = {**{k: v for k, v in job.record.items() if k not in _NOT_CARRIED},
+    manifest = {**carried(job.record),
                 "kind": target.export_name, "precision": job.precision, "device": done.details.get("device"),
                 "from_onnx": {"path": job.onnx_path.name, "sha256": sha256_file(job.onnx_path)},
                 "export_seconds": round(seconds, 2), "parity_vs_onnx": done.parity,
@@ -122,7 +120,7 @@ def _given_onnx(path: Path, precision: str) -> tuple[Path, dict[str, Any]]:
         raise CoatnetEdgeError("this ONNX file has no coatnet-edge manifest (input size, preprocessing unknown)",
                                path=path, fix="export it with `coatnet-edge export --backend onnx` first")
     quantized = check_qdq(path).quantized_layers > 0
-    if quantized != (precision == "int8"):
+    if quantized != precision.startswith("int8"):
         raise CoatnetEdgeError(f"this ONNX file is {'INT8' if quantized else 'float'}, --{precision} was asked for",
                                path=path, fix="pass the matching file (.int8.onnx for --int8)")
     return path, source.record

@@ -278,7 +278,7 @@ def _check_values(recipe: Recipe, where: Path) -> None:
             close = difflib.get_close_matches(target, TARGETS, n=1)
             raise CoatnetEdgeError(f"[targets] build has unknown target '{target}'", path=where,
                                    fix=(f"did you mean '{close[0]}'? " if close else "") + f"use: {', '.join(TARGETS)}")
-    if not recipe.quantize.enabled and any(t.endswith("int8") for t in recipe.targets.build):
+    if not recipe.quantize.enabled and any(registry.for_target(t)[1].startswith("int8") for t in recipe.targets.build):
         raise CoatnetEdgeError("[targets] build asks for INT8 targets but [quantize] enabled = false", path=where,
                                fix="enable [quantize] or drop the *-int8 targets")
     if not recipe.benchmark.batches or any(b < 1 for b in recipe.benchmark.batches):

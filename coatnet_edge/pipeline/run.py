@@ -40,8 +40,8 @@ from coatnet_edge.runtime.registry import Backend
 from coatnet_edge.training.verbs import distill, resolve_splits
 
 Log = Callable[[str], None]
-# every target but the ONNX graphs themselves (the onnx / quantize stages' outputs) is a stage of its own
-EXPORT_TARGETS = tuple(t for t in registry.pipeline_targets() if registry.for_target(t)[0].export_name != "onnx")
+# every target but the FP32 / INT8 graphs themselves (the onnx / quantize stages' outputs) is a stage of its own
+EXPORT_TARGETS = tuple(t for t in registry.pipeline_targets() if t not in ("onnx-fp32", "onnx-int8"))
 STAGES = ("data", "distill", "onnx", "quantize", *EXPORT_TARGETS, "compare", "all")
 
 
@@ -107,15 +107,15 @@ def _run(recipe: Recipe, out_dir: Path, force: tuple[str, ...], log: Log, starte
     fp32 = stage("onnx", {"model": model_id}, lambda folder: _export_onnx(model, weights, recipe, folder))
     artifacts: dict[str, StageResult | None] = {"onnx": fp32}
     wanted = recipe.targets.build
-    if recipe.quantize.enabled and any(t.endswith("int8") for t in wanted):
+    if recipe.quantize.enabled and any(registry.for_target(t)[1].startswith("int8") for t in wanted):
         artifacts["quantize"] = stage("quantize", {"model": model_id, "calib": inputs.identity["calib"],
                                                    **_quantize_identity(recipe, inputs)},
                                       lambda folder: _quantize(model, weights, recipe, inputs, folder, log))
     compared: list[Path] = []
     for target in wanted:
         backend, precision = registry.for_target(target)
-        upstream = artifacts["quantize" if precision == "int8" else "onnx"]
-        if backend.export_name == "onnx":
+        upstream = artifacts["quantize" if precision.startswith("int8") else "onnx"]
+        if backend.export_name == "onnx" and precision in ("fp32", "int8"):  # the onnx / quantize stages' own
             compared.append(upstream.outputs["artifact"])
             continue
         reason = backend.unavailable()

@@ -37,6 +37,12 @@ def artifact_profile(path: str | Path, weights: str | Path | None = None) -> tup
     return PreprocessConfig.from_dict(manifest.preprocess, source=path), manifest.class_names
 
 
+def artifact_role(item: str | Path) -> str | None:
+    """What the artifact is for, when its manifest says (e.g. the graph TensorRT builds, run in ONNX Runtime)."""
+    manifest = Manifest.read(item) if backend_for(item) not in (None, "pytorch") else None
+    return manifest.record.get("role") if manifest else None
+
+
 def artifact_size(item: str | Path) -> int | None:
     """Bytes on disk of the artifact and its weight file (.bin next to an OpenVINO .xml)."""
     path = resolve_source(item) if str(item).startswith("builtin:") else Path(item)

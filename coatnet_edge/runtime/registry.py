@@ -26,11 +26,13 @@ class Backend:
     export_name: str | None = None  # `--backend` value of `coatnet-edge export` (None: not an export target)
     adapter: str | None = None  # "module:function" taking an export job (export/job.py)
     precisions: tuple[str, ...] = ()  # what its export builds
-    targets: tuple[str, ...] = ()  # `coatnet-edge run` target names built by this backend
+    targets: tuple[tuple[str, str], ...] = ()  # (`coatnet-edge run` target, its precision)
     requires: tuple[str, ...] = ()  # modules it imports; missing -> unavailable with `install` as the fix
     install: str = ""
     needs_gpu: bool = False
+    title: str = ""  # how people write its name (TensorRT), for messages
     device_kit: str | None = None  # "module:function" writing what the device needs to build it there
+    preflight: str | None = None  # "module:function" raising a one-line error when it cannot build here
 
     def load_device_kit(self) -> Any:
         return _resolve(self.device_kit) if self.device_kit else None
@@ -51,16 +53,22 @@ class Backend:
         """Why this machine cannot build for this backend (None when it can); checks without importing."""
         missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
         if missing:
-            return f"{missing[0]} is not installed ({self.install})"
+            return f"{self.title or missing[0]} is not installed ({self.install})"
         if self.needs_gpu and not _cuda_available():
             return "no NVIDIA GPU visible"
         return None
 
     def require(self) -> None:
-        """Raise the one-line 'missing dependency' error before anything is written."""
+        """Raise a one-line error before anything is written when this machine cannot build it: the
+        dependency is missing, no GPU is visible, or the backend's own preflight (version, driver) fails."""
         reason = self.unavailable()
         if reason and "not installed" in reason:
             raise MissingDependencyError(self.requires[0], hint=self.install)
+        if reason:
+            raise CoatnetEdgeError(f"{self.name}: {reason}", fix="run the export on the machine with the NVIDIA GPU, "
+                                                                 "or use `coatnet-edge run`, which writes a device kit")
+        if self.preflight:
+            _resolve(self.preflight)()
 
 
 _TENSORRT_INSTALL = ("NVIDIA GPU + pip install 'coatnet-edge[tensorrt]' (wheels from pypi.nvidia.com), "
@@ -69,16 +77,21 @@ _TENSORRT_INSTALL = ("NVIDIA GPU + pip install 'coatnet-edge[tensorrt]' (wheels 
 BACKENDS: tuple[Backend, ...] = (
     Backend("pytorch", "coatnet_edge.runtime.pytorch:PyTorchRunner", (".safetensors", ".pt", ".pth")),
     Backend("onnxruntime", "coatnet_edge.runtime.onnxruntime:OnnxRuntimeRunner", (".onnx",), export_name="onnx",
-            adapter="coatnet_edge.export.onnx:export_artifact", precisions=("fp32", "int8"),
-            targets=("onnx-fp32", "onnx-int8"), requires=("onnxruntime",), install="pip install onnxruntime"),
+            adapter="coatnet_edge.export.onnx:export_artifact", precisions=("fp32", "fp16", "int8", "int8+fp16"),
+            targets=(("onnx-fp32", "fp32"), ("onnx-fp16", "fp16"), ("onnx-int8", "int8"),
+                     ("onnx-int8-fp16", "int8+fp16")),
+            requires=("onnxruntime",), install="pip install onnxruntime"),
     Backend("openvino", "coatnet_edge.runtime.openvino:OpenVinoRunner", (".xml",), export_name="openvino",
             adapter="coatnet_edge.export.openvino:export_artifact", precisions=("fp32", "fp16", "int8"),
-            targets=("openvino-fp32", "openvino-fp16", "openvino-int8"), requires=("openvino",),
+            targets=(("openvino-fp32", "fp32"), ("openvino-fp16", "fp16"), ("openvino-int8", "int8")),
+            requires=("openvino",),
             install="pip install openvino"),
     Backend("tensorrt", "coatnet_edge.runtime.tensorrt:TensorRtRunner", (".engine", ".plan"), export_name="tensorrt",
-            adapter="coatnet_edge.export.tensorrt:export_artifact", precisions=("fp32", "fp16", "int8"),
-            targets=("tensorrt-fp16", "tensorrt-int8"), requires=("tensorrt",), install=_TENSORRT_INSTALL,
-            needs_gpu=True, device_kit="coatnet_edge.export.tensorrt:write_device_kit"),
+            adapter="coatnet_edge.export.tensorrt:export_artifact", precisions=("fp32", "fp16", "int8", "int8+fp16"),
+            targets=(("tensorrt-fp16", "fp16"), ("tensorrt-int8", "int8"), ("tensorrt-int8-fp16", "int8+fp16")),
+            requires=("tensorrt",), install=_TENSORRT_INSTALL, needs_gpu=True, title="TensorRT",
+            device_kit="coatnet_edge.export.tensorrt:write_device_kit",
+            preflight="coatnet_edge.export.tensorrt:preflight"),
     Backend("torch-tensorrt", None, (),
             export_name="torch-tensorrt", adapter="coatnet_edge.export.torch_tensorrt:export_artifact",
             precisions=("fp32", "fp16", "int8"), requires=("torch_tensorrt",), install=_TENSORRT_INSTALL,
@@ -95,7 +108,7 @@ def export_names() -> tuple[str, ...]:
 
 
 def pipeline_targets() -> tuple[str, ...]:
-    return tuple(t for b in BACKENDS for t in b.targets)
+    return tuple(name for b in BACKENDS for name, _ in b.targets)
 
 
 def by_name(name: str) -> Backend:
@@ -114,8 +127,9 @@ def with_runner(name: str) -> Backend | None:
 def for_target(target: str) -> tuple[Backend, str]:
     """A pipeline target (``openvino-int8``) -> its backend and precision."""
     for backend in BACKENDS:
-        if target in backend.targets:
-            return backend, target.rsplit("-", 1)[1]
+        for name, precision in backend.targets:
+            if name == target:
+                return backend, precision
     raise CoatnetEdgeError(f"unknown target '{target}'", fix=f"use one of: {', '.join(pipeline_targets())}")
 
 
