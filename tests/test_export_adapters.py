@@ -249,14 +249,23 @@ def test_device_kit_carries_the_graph_that_states_the_precision(artifacts: Path,
 
 @pytest.mark.skipif(not HAS_TENSORRT, reason="TensorRT is not installed (NVIDIA GPU machines: "
                                               "pip install 'coatnet-edge[tensorrt]'; Jetson: JetPack)")
-def test_tensorrt_fp16_and_int8_engines_build(artifacts: Path, tmp_path: Path) -> None:
+def test_tensorrt_engines_run_like_their_graphs(artifacts: Path, val_images: np.ndarray, tmp_path: Path) -> None:
+    """Where TensorRT runs: FP16, INT8 and INT8+FP16 engines through the TensorRT runner, each against the very
+    graph it was built from run in ONNX Runtime, at several batches inside the engine's profile."""
     from coatnet_edge.pipeline.export import export
 
-    for model, precision in (("builtin:student", "fp16"), (str(artifacts / "builtin_student.int8.onnx"), "int8")):
-        result = export(model, out=tmp_path, backend="tensorrt", precision=precision, log=lambda s: None)
-        assert result.artifact.suffix == ".engine" and result.artifact.stat().st_size > 0
+    for model, precision in (("builtin:student", "fp16"), (str(artifacts / "builtin_student.int8.onnx"), "int8"),
+                             (str(artifacts / "builtin_student.int8.onnx"), "int8+fp16")):
+        result = export(model, out=tmp_path / precision, backend="tensorrt", precision=precision, max_batch=16,
+                        log=lambda s: None)
+        assert result.artifact.suffix == ".engine" and result.manifest["engine"]["max_batch"] == 16
+        built_from = tmp_path / precision / result.manifest["graph"]  # a converted graph lies next to the engine
+        graph = built_from if built_from.is_file() else Path(model)
+        engine = load_runner(result.artifact)
+        for batch in (1, 16):
+            agreement = compare_logits(load_runner(graph).run(val_images[:batch]), engine.run(val_images[:batch]))
+            assert agreement.cosine > 0.999, (precision, batch, agreement)
         assert any(p.name.endswith(".trtexec.sh") for p in result.extra_files)
-    assert (tmp_path / "timing.cache").is_file()
 
 
 @pytest.mark.skipif(not HAS_TORCH_TENSORRT, reason="torch-tensorrt is not installed (NVIDIA GPU machines: "
@@ -321,3 +330,15 @@ def test_cuda_pytorch_fp16_matches_fp32(val_images: np.ndarray) -> None:
         half = model.cuda().half()(x.cuda().half()).float().cpu().numpy()
     agreement = compare_logits(ref, half)
     assert agreement.top1_agreement >= 0.97 and agreement.cosine > 0.999, agreement
+
+
+def test_cpu_install_has_no_gpu_runtime_and_a_current_onnx() -> None:
+    """nvidia-modelopt[onnx] would pull onnxruntime-gpu, cupy and onnx~=1.21 into a CPU install; the FP16
+    pass comes from onnxconverter-common instead (export/fp16.py), so none of that may be installed here."""
+    import importlib.metadata as metadata
+
+    from packaging.version import Version
+
+    names = {d.metadata["Name"].lower() for d in metadata.distributions()}
+    assert not {n for n in names if n.startswith(("onnxruntime-gpu", "cupy"))}, names
+    assert Version(metadata.version("onnx")) >= Version("1.22"), metadata.version("onnx")
