@@ -1,5 +1,5 @@
 import sys
 
-from coatnet_edge.cli.app import main
+from coatnet_edge.cli import main
 
 sys.exit(main())

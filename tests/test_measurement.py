@@ -123,7 +123,7 @@ def test_predict_runs_without_torch(artifacts: dict, tiny_dataset: Path) -> None
     image = sorted((tiny_dataset / "val").rglob("*.png"))[0]
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "from coatnet_edge.cli.app import main\n"
+        "from coatnet_edge.cli import main\n"
         f"code = main(['predict', '--model', {str(artifacts['xml'])!r}, {str(image)!r}, '--top-k', '3'])\n"
         "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
         "sys.exit(code)\n"

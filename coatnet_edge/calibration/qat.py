@@ -32,6 +32,7 @@ from coatnet_edge.data.augment import AugmentConfig
 from coatnet_edge.data.folders import ImageFolder
 from coatnet_edge.data.sampling import ImageSample
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
+from coatnet_edge.export.onnx import export_onnx
 from coatnet_edge.manifest import atomic_path, ensure_output_dir
 from coatnet_edge.metrics import Agreement, compare_logits
 from coatnet_edge.training.loop import EpochStats, Loop, run_epochs
@@ -228,8 +229,6 @@ def export_qat_onnx(model: nn.Module, image_size: int) -> Any:
 
     import nncf
     import onnx
-
-    from coatnet_edge.export.onnx import export_onnx
 
     example = torch.zeros(1, 3, image_size, image_size)
     try:

@@ -1,0 +1,101 @@
+"""Click options built from the library's own definitions, so the CLI never retypes a default or a choice.
+
+``library_option(owner, name)`` reads ``name`` off ``owner`` (a dataclass field, or a parameter of a
+function): its default is the option's default, and its annotation the option's type (a ``Literal`` is
+a choice, ``bool`` a flag, ``tuple[X, ...]`` a repeatable option, ``X | None`` an optional ``X``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+Decorator = Callable[[F], F]
+
+
+def library_option(owner: Any, name: str, *decls: str, **attrs: Any) -> Decorator:
+    """``--name`` (or ``decls``) with ``owner``'s default and type for ``name``; ``attrs`` add help or override."""
+    default = inspect.signature(owner).parameters[name].default
+    if default is inspect.Parameter.empty:
+        raise TypeError(f"{owner.__qualname__}: '{name}' has no default to offer the CLI")
+    inferred = _click_type(typing.get_type_hints(owner)[name])
+    return click.option(*(decls or (f"--{name.replace('_', '-')}",)), default=default,
+                        **{"show_default": True, **inferred, **attrs})
+
+
+def _click_type(hint: Any) -> dict[str, Any]:
+    origin, args = typing.get_origin(hint), tuple(a for a in typing.get_args(hint) if a is not type(None))
+    if origin is Literal:
+        return {"type": click.Choice(args)}
+    if origin in (typing.Union, types.UnionType):
+        return _click_type(args[0]) if len(args) == 1 else {}
+    if origin is tuple:  # tuple[str, ...]: the option may be given several times
+        return {"type": args[0], "multiple": True}
+    if hint is bool:
+        return {"is_flag": True}
+    return {"type": hint} if hint in (int, float, str) else {}
+
+
+def config_options(config: type, help_texts: Mapping[str, str], *, decls: Mapping[str, tuple[str, ...]] | None = None,
+                   skip: tuple[str, ...] = ()) -> Decorator:
+    """One ``library_option`` per field of the dataclass ``config`` (in field order) but ``skip``.
+
+    Keep ``config``'s field name as the destination when ``decls`` renames an option, so
+    ``config_from`` finds it.
+    """
+    names = [f.name for f in dataclasses.fields(config) if f.name not in skip]
+    return stack(*(library_option(config, name, *(decls or {}).get(name, ()), help=help_texts.get(name))
+                   for name in names))
+
+
+def config_from(config: type, values: dict[str, Any]) -> Any:
+    """``config`` built from the parsed values that are its fields (taken out of ``values``)."""
+    names = {f.name for f in dataclasses.fields(config)}
+    return config(**{name: values.pop(name) for name in list(values) if name in names})
+
+
+def stack(*options: Decorator) -> Decorator:
+    """Apply several option decorators as one, listed in the order they appear in ``--help``."""
+    def apply(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+    return apply
+
+
+def path_option(*decls: str, **attrs: Any) -> Decorator:
+    """An option that names a file or folder (given as a ``Path``; existence is checked by the library)."""
+    return click.option(*decls, type=click.Path(path_type=Path), **attrs)
+
+
+def model_source_options(func: F) -> F:
+    """--weights / --num-classes: what a ``timm:<name>`` model source needs."""
+    return stack(path_option("--weights", default=None,
+                             help="Local weights for --model timm:<name> (.safetensors, or a .pth state dict)."),
+                 click.option("--num-classes", type=int, default=None,
+                              help="Classes of the fine-tuned head (default: read from --weights)."))(func)
+
+
+class BatchSizes(click.ParamType):
+    """Batch sizes as a comma-separated list (``1,8``), given back as a tuple of positive integers."""
+
+    name = "sizes"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):  # the default, already a tuple
+            return value
+        try:
+            values = tuple(int(v) for v in str(value).split(",") if v.strip())
+        except ValueError:
+            self.fail(f"'{value}' is not a comma-separated list of integers (e.g. 1,8)", param, ctx)
+        if not values or min(values) < 1:
+            self.fail(f"'{value}': batch sizes must be >= 1 (e.g. 1,8)", param, ctx)
+        return values

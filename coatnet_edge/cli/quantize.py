@@ -1,0 +1,89 @@
+"""``coatnet-edge quantize``: the INT8 options are ``QuantizeOptions``' fields (and ``QatConfig``'s for QAT).
+
+``quantization_options`` and ``quantize_inputs`` are shared with ``export --int8``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from coatnet_edge.calibration.options import QuantizeOptions
+from coatnet_edge.calibration.qat import QatConfig
+from coatnet_edge.calibration.quantize import quantize as run_quantize
+from coatnet_edge.cli.options import (
+    config_from,
+    config_options,
+    library_option,
+    model_source_options,
+    path_option,
+    stack,
+)
+from coatnet_edge.cli.output import echo_lines, echo_table
+from coatnet_edge.measure.summary import int8_evaluation_table, quantize_lines
+
+QUANTIZE_HELP = {
+    "method": "ptq: NNCF post-training quantization of the ONNX graph (seconds); qat: NNCF quantization-aware "
+              "fine-tuning with distillation from the FP32 model (minutes).",
+    "preset": "tensorrt: symmetric signed INT8, zero points 0, per-channel weights (runs everywhere); "
+              "openvino: asymmetric activations for OpenVINO's CPU kernels.",
+    "scheme": "hybrid: conv stages as a CNN, attention stages keep LayerNorm/Softmax/residuals float; "
+              "cnn: NNCF's defaults over the whole graph; transformer: NNCF's transformer model type throughout.",
+    "calib_size": "Images drawn from --calib-dir.",
+    "seed": "Seed of the calibration/evaluation samples (and of QAT).",
+    "smooth_quant": "NNCF SmoothQuant (acts with --scheme transformer).",
+    "ignored_patterns": "Regex over ONNX node names to keep float (repeatable).",
+    "max_drop": "Accuracy budget in top-1 points (labeled --eval-dir) or disagreement points with FP32 "
+                "(unlabeled): the most sensitive layers return to float until it holds.",
+    "eval_size": "Images drawn from --eval-dir.",
+    "sensitivity": "Write the per-layer sensitivity ranking (CSV + bar plot) even without --max-drop.",
+    "max_float_layers": "At most this many layers return to float for --max-drop.",
+}
+
+
+def quantization_options(*, calib_required: bool) -> Any:
+    """The folders, ``QuantizeOptions`` and QAT settings of `quantize` (and of `export --int8`)."""
+    return stack(
+        path_option("--calib-dir", required=calib_required,
+                    help="A few hundred representative images (class subfolders or flat)."),
+        config_options(QuantizeOptions, QUANTIZE_HELP, decls={"ignored_patterns": ("--ignore", "ignored_patterns")}),
+        path_option("--eval-dir", default=None,
+                    help="Images to measure the budget and the final drop on (not the calibration images)."),
+        path_option("--train-dir", default=None, help="QAT training images, labeled or not (default: --calib-dir)."),
+        library_option(QatConfig, "epochs", "--qat-epochs", "qat_epochs", help="QAT fine-tuning epochs."),
+        library_option(QatConfig, "lr", "--qat-lr", "qat_lr", help="QAT learning rate (AdamW)."),
+    )
+
+
+def quantize_inputs(values: dict[str, Any]) -> dict[str, Any]:
+    """Parsed quantization options (taken out of ``values``) -> keyword arguments of ``quantize()``."""
+    options = config_from(QuantizeOptions, values)
+    qat_config = QatConfig(epochs=values.pop("qat_epochs"), lr=values.pop("qat_lr"), seed=options.seed)
+    folders = {name: values.pop(name) for name in ("calib_dir", "eval_dir", "train_dir")}
+    return {**folders, "options": options, "qat_config": qat_config}
+
+
+@click.command()
+@click.option("--model", "model", required=True,
+              help="Checkpoint (.safetensors, builtin:student, ...) or timm:<name> with --weights.")
+@model_source_options
+@quantization_options(calib_required=True)
+@path_option("--out", "out_dir", required=True, help="Folder for the FP32 and INT8 ONNX files and their manifests.")
+def quantize(model: str, weights: Path | None, num_classes: int | None, out_dir: Path, **values: Any) -> None:
+    """INT8 quantization (NNCF PTQ or QAT) to a Q/DQ ONNX file that ONNX Runtime, OpenVINO and
+    TensorRT all run. Writes OUT/<name>.fp32.onnx, OUT/<name>.int8.onnx and their manifests.
+
+    \b
+    Examples:
+      coatnet-edge quantize --model ft.safetensors --calib-dir images/ --out int8/
+      coatnet-edge quantize --model ft.safetensors --calib-dir train/ --eval-dir val/ --max-drop 0.3 --out int8/
+      coatnet-edge quantize --model ft.safetensors --calib-dir train/ --method qat --qat-epochs 3 --out int8/
+    """
+    result = run_quantize(model, out=out_dir, weights=weights, num_classes=num_classes, log=click.echo,
+                          **quantize_inputs(values))
+    echo_lines(quantize_lines(result.int8_onnx, result.manifest))
+    table = int8_evaluation_table(result.manifest)
+    if table is not None:
+        echo_table(table)
