@@ -294,6 +294,7 @@ def test_tensorrt_missing_says_how_to_get_it_and_writes_nothing(tmp_path: Path) 
     (["--backend", "tflite"], ["'tflite' is not one of", "openvino", "tensorrt"]),
     (["--int8"], ["--int8 needs calibration images", "--calib-dir"]),
     (["--batch", "0"], ["--batch 0", "1 <= --batch <= --max-batch"]),
+    (["--backend", "openvino", "--int8-fp16"], ["--int8+fp16 is not available for --backend openvino"]),
     (["--model", "missing.safetensors"], ["missing.safetensors"]),
 ])
 def test_bad_export_requests_are_one_line_and_write_nothing(tmp_path: Path, args: list[str],
