@@ -7,7 +7,12 @@ Calibration: 300 images of the built-in train split (seeded, stratified). Evalua
 validation split (1,200 images); "drop" is the same runtime's FP32 top-1 minus INT8 top-1 in points,
 "agree" the share of images whose INT8 top-1 equals FP32's. The accuracy-budget rows are fitted on
 the even-indexed half of the validation split and reported on the odd half and on the whole split.
-Prints one JSON line per configuration, then a Markdown table.
+Prints one JSON line per configuration, then the Markdown tables, and writes them with the machine
+and a summary generated from the numbers to docs/int8.md.
+
+Run time: the defaults take tens of minutes on 2 CPU cores, most of it the two QAT rows; to shrink
+it, `--qat-epochs 0` leaves QAT out and `--models builtin:student` measures one model. The page
+records the command it was written by, so a shrunken run says so.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from docpage import Machine, table, write_page  # the script folder is on sys.path
 
 from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
 from coatnet_edge.calibration.qat import QatConfig, export_qat_onnx, fake_quantize, qat
@@ -66,6 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     from coatnet_edge.models.checkpoint import load_checkpoint
 
+    machine, wall_started = Machine(), time.perf_counter()
     data = write_dataset(args.data, SynthConfig(seed=0), workers=2)
     print(json.dumps({"cpu": cpu_info()}), flush=True)
     work = Path(tempfile.mkdtemp())
@@ -126,17 +133,88 @@ def main() -> None:
                {"budget_met": budget.met, "float_nodes": budget.float_nodes, "fit_half": budget.after,
                 "held_out_half_agree": round(100 * held_agree, 2)})
 
+    results = results_table(rows)
+    budget_md = budget_table(rows, args.budget)
     print()
-    print("| model | config | ORT top-1 | drop | agree % | cos | OV IR top-1 | drop | agree % | cos "
-          "| float Conv/MatMul | s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(results)
+    print(budget_md)
+    qat_text = (f"{args.qat_epochs} epochs of fine-tuning the NNCF fake-quantized model with distillation from the "
+                "FP32 model" if args.qat_epochs else "not run (--qat-epochs 0)")
+    write_page("int8.md", title="INT8 accuracy: PTQ schemes, SmoothQuant, torch vs ONNX route, QAT, accuracy budget",
+               machine=machine, method=METHOD.format(calib=args.calib_size, budget=args.budget, qat=qat_text),
+               sections=["## Results\n", COLUMNS_NOTE, results, "## Accuracy budget\n", budget_md,
+                         "## Generated from the tables above\n", summary(rows)],
+               wall_s=time.perf_counter() - wall_started)
+
+
+METHOD = """
+Models: the shipped built-in student (`coatnet_pico`) and teacher (`coatnet_micro`), 64 px, 12
+classes. Each is exported to FP32 ONNX; every INT8 configuration is quantized from that graph (or,
+for the torch-route and QAT rows, from the torch model) with {calib} calibration images of the
+built-in train split (seeded, stratified over classes), and measured twice: the INT8 ONNX in ONNX
+Runtime (ORT) and the OpenVINO INT8 IR converted from it (OV). Evaluation: the whole validation split
+of the built-in dataset, labeled. drop = that runtime's FP32 top-1 minus its INT8 top-1, in points
+(negative: INT8 scored higher); agree = share of images whose INT8 top-1 equals the same runtime's
+FP32 top-1; cos = mean cosine of INT8 vs FP32 logits. QAT: {qat}. Budget rows: the default PTQ model, layers
+ranked by the logit SQNR each recovers alone in float and returned to float in that order (at most 16)
+until top-1 disagreement with FP32 is at most {budget} points on the even-indexed half of the
+validation split; reported on the whole split and on the held-out odd half. seconds: wall time of
+the quantization step (calibration, QAT training or budget fitting), not of the measurement. No
+latency is measured here.
+"""
+
+COLUMNS_NOTE = """Schemes: `hybrid` (the default) quantizes the convolutional stages S0-S2 as a CNN and keeps LayerNorm,
+Softmax, residual/bias adds and scale multiplies of the attention stages S3-S4, and the head's global
+pooling, in float; `cnn` and `transformer` are NNCF's uniform treatments (model type default /
+TRANSFORMER). Presets: `tensorrt` is NNCF's PERFORMANCE preset made signed symmetric INT8 (every zero
+point 0); `openvino` is NNCF's MIXED preset (asymmetric activations). float Conv/MatMul: weighted
+layers (Conv, MatMul, Gemm) none of whose inputs is dequantized, i.e. left in float.
+"""
+
+
+def results_table(rows: list[dict]) -> str:
+    header = ["model", "config", "ORT top-1", "ORT drop", "ORT agree %", "ORT cos", "OV IR top-1", "OV drop",
+              "OV agree %", "OV cos", "float Conv/MatMul", "seconds"]
+    cells = []
     for r in rows:
         if r["config"] == "FP32":
-            print(f"| {r['model']} | FP32 | {r['ort_top1']} | | | | {r['ov_top1']} | | | | | |")
-            continue
-        print(f"| {r['model']} | {r['config']} | {r['ort_top1']} | {r['ort_drop']} | {r['ort_agree']} | "
-              f"{r['ort_cos']} | {r['ov_top1']} | {r['ov_drop']} | {r['ov_agree']} | {r['ov_cos']} | "
-              f"{r['float_conv_matmul']} | {r['seconds']} |")
+            cells.append([r["model"], "FP32", r["ort_top1"], "", "", "", r["ov_top1"], "", "", "", "", ""])
+        else:
+            cells.append([r["model"], r["config"], r["ort_top1"], r["ort_drop"], r["ort_agree"], r["ort_cos"],
+                          r["ov_top1"], r["ov_drop"], r["ov_agree"], r["ov_cos"], r["float_conv_matmul"],
+                          r["seconds"]])
+    return table(header, cells)
+
+
+def budget_table(rows: list[dict], budget: float) -> str:
+    header = ["model", "budget (disagreement pts, fitting half)", "met", "layers returned to float",
+              "disagreement on fitting half", "ORT agree % on held-out half", "ORT agree % on whole split"]
+    cells = [[r["model"], budget, "yes" if r["budget_met"] else "no", len(r["float_nodes"]), round(r["fit_half"], 2),
+              r["held_out_half_agree"], r["ort_agree"]] for r in rows if "budget_met" in r]
+    return table(header, cells)
+
+
+def summary(rows: list[dict]) -> str:
+    """Statements computed from the rows (so they cannot go stale when the numbers change)."""
+    lines = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model and r["config"] != "FP32"]
+        default = next(r for r in mine if r["config"] == "PTQ hybrid tensorrt")
+        ptq = [r for r in mine if r["config"].startswith("PTQ") and "budget" not in r["config"]]
+        worst = max(ptq, key=lambda r: max(r["ort_drop"], r["ov_drop"]))
+        best_cos = max(mine, key=lambda r: r["ort_cos"])
+        lines.append(f"- {model}: default PTQ (hybrid, tensorrt) drop {default['ort_drop']} (ORT) / "
+                     f"{default['ov_drop']} (OV) points, agreement {default['ort_agree']} % / {default['ov_agree']} %; "
+                     f"largest drop among the PTQ rows without a budget: {max(worst['ort_drop'], worst['ov_drop'])} "
+                     f"points ({worst['config']}); highest ORT logit cosine: {best_cos['ort_cos']} "
+                     f"({best_cos['config']}).")
+        qat = next((r for r in mine if r["config"].startswith("QAT")), None)
+        if qat:
+            change = qat["ort_agree"] - default["ort_agree"], qat["ov_agree"] - default["ov_agree"]
+            lines.append(f"- {model}: QAT vs default PTQ, agreement change {change[0]:+.2f} (ORT) / {change[1]:+.2f} "
+                         f"(OV) points, in {qat['seconds']} s "
+                         f"vs {default['seconds']} s.")
+    return "\n".join(lines) + "\n"
 
 
 def _signed(model):

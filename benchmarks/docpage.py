@@ -1,0 +1,122 @@
+"""Shared by the benchmark scripts: write a docs/ page whose tables are the script's own output.
+
+A page is: title, method paragraph, the machine (CPU model, ISA flags, cores, load, library versions
+from ``coatnet_edge.environment.describe_environment``), the line "Written by `python benchmarks/...`
+on <date>", then the script's sections (tables, generated summaries, plot links). It is written to a
+temporary file and renamed into place (``coatnet_edge.atomic.atomic_path``), so a run that fails
+half-way leaves the previous page intact. Nothing on a page is edited by hand: re-run the script.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from coatnet_edge.atomic import atomic_path
+from coatnet_edge.environment import describe_environment
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command as a reader would type it: ``python benchmarks/<script>.py [args]``."""
+    argv = list(sys.argv if argv is None else argv)
+    script = Path(argv[0]).resolve()
+    try:
+        shown = script.relative_to(REPO).as_posix()
+    except ValueError:
+        shown = script.name
+    return " ".join(["python", shown, *(shlex.quote(a) for a in argv[1:])])
+
+
+def load_average() -> str:
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} (1 min) / {five:.2f} (5 min)"
+
+
+class Machine:
+    """The environment, read once at the start of a run (load average included)."""
+
+    def __init__(self, *, timed: bool = True) -> None:
+        self.timed = timed  # False: the page has no timings, so competing load needs no warning
+        self.env = describe_environment()
+        self.load = load_average()
+        self.started = _dt.datetime.now(_dt.timezone.utc)
+
+    def lines(self) -> list[str]:
+        """Read at the end of the run too: the load average then says whether others shared the cores."""
+        cpu = self.env["cpu"]
+        versions = ", ".join(f"{name} {version}" for name, version in self.env["versions"].items())
+        return [
+            f"- CPU: {cpu['model']} ({cpu['arch']}), {cpu['logical_cores']} logical cores; "
+            f"ISA flags: {', '.join(cpu['isa']) or 'none of the listed ones'}",
+            f"- OS: {self.env['os']}",
+            f"- Load average when the run started: {self.load}; when it ended (this run's own threads included): "
+            f"{load_average()}",
+            f"- Libraries: {versions}",
+            *(self._shared_warning() if self.timed else []),
+        ]
+
+    def _shared_warning(self) -> list[str]:
+        """Said when other processes competed for the cores: at the start (before this run's own threads
+        count) the load exceeded half the cores, or at the end it exceeded what this run alone can add."""
+        try:
+            start, end = float(self.load.split()[0]), os.getloadavg()[0]
+        except (OSError, ValueError):
+            return []
+        cores = self.env["cpu"]["logical_cores"] or 1
+        if start <= cores / 2 and end <= cores + 0.5:
+            return []
+        return [f"- Note: other processes competed for the {cores} cores during this run (load average above), so "
+                "latencies are higher and noisier than on an idle machine, and ratios less stable."]
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("" if c is None else str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def copy_plot(source: Path, name: str) -> str:
+    """Copy a plot into docs/ (atomically) and return the Markdown image line for it."""
+    target = DOCS / name
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+    return f"![{Path(name).stem.replace('_', ' ')}]({name})"
+
+
+def write_page(name: str, *, title: str, method: str, machine: Machine, sections: Sequence[str],
+               command: str | None = None, wall_s: float | None = None) -> Path:
+    """Write docs/<name> atomically and return its path."""
+    written = f"Written by `{command or command_line()}` on {machine.started.date().isoformat()}"
+    if wall_s is not None:
+        written += f" (wall time {_duration(wall_s)})"
+    parts = [f"# {title}\n", _wrap(method) + "\n", "Machine:\n\n" + "\n".join(machine.lines()) + "\n",
+             written + ".\n", *(s.rstrip("\n") + "\n" for s in sections if s),
+             "This page is the script's output; to update it, re-run the command above.\n"]
+    path = DOCS / name
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(parts))
+    print(f"wrote {path}", flush=True)
+    return path
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def _wrap(text: str, width: int = 100) -> str:
+    import textwrap
+
+    return "\n\n".join(textwrap.fill(" ".join(p.split()), width) for p in text.strip().split("\n\n"))
