@@ -8,6 +8,10 @@ here, so only its agreement with FP32 means anything). Latency: `coatnet-edge co
 (10 warm-up runs, then --runs timed runs per artifact and batch; p50/p90), batch 1 and 8, the
 runtimes' default threading on this machine's cores. Prints the tables and the speed-up ratios and
 writes them, with the machine and the plots, to docs/measurement.md (+ docs/compare_*.png).
+
+Run time: about 20 minutes on 2 CPU cores, most of it CoAtNet-0 at 224 (PyTorch at batch 8);
+`--skip-coatnet0` leaves it out and `--runs` sets the timed runs. The page records the command it
+was written by, so a shrunken run says so.
 """
 
 from __future__ import annotations
