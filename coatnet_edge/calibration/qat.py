@@ -16,6 +16,7 @@ import functools
 import importlib.util
 import json
 import logging
+import os
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -42,6 +43,9 @@ from coatnet_edge.training.schedule import Schedule
 from coatnet_edge.training.torch_data import FolderDataset, without_worker_sigchld
 
 Log = Callable[[str], None]
+# NNCF builds its torch C++ extension on first use and gives up after 60 s; on a busy 2-core machine the
+# build took longer (a QAT run died with ExtensionLoaderTimeoutException). A user's own setting wins.
+os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "600")
 _EVAL_BATCH = 128  # images per forward pass when measuring agreement with FP32
 _TORCH_FLOAT_IN_ATTENTION = {"layer_norm", "softmax", "add", "mul", "div", "gelu", "__add__", "__mul__",
                              "__truediv__", "__iadd__"}
