@@ -21,7 +21,7 @@ import json
 import time
 from pathlib import Path
 
-from docpage import Machine, copy_plot, write_page  # the script folder is on sys.path
+from docpage import Machine, plot_link, write_page  # the script folder is on sys.path
 
 from coatnet_edge.data.synth import SynthConfig, write_dataset
 from coatnet_edge.environment import cpu_info
@@ -96,7 +96,7 @@ def main() -> None:
         large = write_dataset(args.out / "data256", SynthConfig(seed=0, image_size=256, train_per_class=25,
                                                                 val_per_class=20), workers=2)
         jobs.append((str(coatnet0_checkpoint(args.out)), large, False))
-    sections = []
+    sections, plots = [], {}
     for model, data, labeled in jobs[1:] if args.only_coatnet0 else jobs:
         name = Path(model.replace("builtin:", "builtin_")).stem
         built = artifacts_for(model, data, args.out / name / "artifacts", args.calib_size)
@@ -112,9 +112,10 @@ def main() -> None:
             print(speedups[-1])
         print(f"files: {', '.join(str(p) for p in result.files.values())}", flush=True)
         png = TITLES["builtin:student" if model == "builtin:student" else "coatnet_0"][1]
-        sections.append(section(model, result, speedups, copy_plot(result.files["png"], png)))
+        plots[png] = result.files["png"]
+        sections.append(section(model, result, speedups, plot_link(png)))
     write_page("measurement.md", title="Backends compared: accuracy and latency on one CPU", machine=machine,
-               method=METHOD.format(runs=args.runs, calib=args.calib_size), sections=sections,
+               method=METHOD.format(runs=args.runs, calib=args.calib_size), sections=sections, plots=plots,
                wall_s=time.perf_counter() - started)
 
 

@@ -87,23 +87,27 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def copy_plot(source: Path, name: str) -> str:
-    """Copy a plot into docs/ (atomically) and return the Markdown image line for it."""
-    target = DOCS / name
-    with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)
+def plot_link(name: str) -> str:
+    """The Markdown image line for docs/<name> (the file itself is copied by ``write_page``)."""
     return f"![{Path(name).stem.replace('_', ' ')}]({name})"
 
 
 def write_page(name: str, *, title: str, method: str, machine: Machine, sections: Sequence[str],
-               command: str | None = None, wall_s: float | None = None) -> Path:
-    """Write docs/<name> atomically and return its path."""
+               plots: dict[str, Path] | None = None, command: str | None = None, wall_s: float | None = None) -> Path:
+    """Write docs/<name> atomically and return its path.
+
+    ``plots`` maps a docs/ file name to the PNG to copy there; they are copied (each atomically) only
+    here, at the end of a run, so a run that dies earlier leaves the page and its plots as they were.
+    """
     written = f"Written by `{command or command_line()}` on {machine.started.date().isoformat()}"
     if wall_s is not None:
         written += f" (wall time {_duration(wall_s)})"
     parts = [f"# {title}\n", _wrap(method) + "\n", "Machine:\n\n" + "\n".join(machine.lines()) + "\n",
              written + ".\n", *(s.rstrip("\n") + "\n" for s in sections if s),
              "This page is the script's output; to update it, re-run the command above.\n"]
+    for plot, source in (plots or {}).items():
+        with atomic_path(DOCS / plot) as tmp:
+            shutil.copyfile(source, tmp)
     path = DOCS / name
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(parts))
