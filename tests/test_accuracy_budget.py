@@ -32,7 +32,11 @@ def ptq(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     calib = build_calibration_set(tiny_dataset / "train", info.preprocess, size=36, seed=0)
     images = build_calibration_set(tiny_dataset / "val", info.preprocess, size=48, seed=1)
     qmodel = quantize_onnx(fp32, calib, PtqSettings()).model
-    return {"fp32": onnx.load(str(fp32)), "int8": qmodel, "images": images.images, "labels": images.labels}
+    fp32_model = onnx.load(str(fp32))
+    reference = onnx_logits(fp32_model, images.images)
+    ranking = rank_layers(qmodel, fp32_model, images.images[:16], reference[:16])  # ranked once, read by three tests
+    return {"fp32": fp32_model, "int8": qmodel, "images": images.images, "labels": images.labels,
+            "reference": reference, "ranking": ranking}
 
 
 def _dq_inputs(model: onnx.ModelProto, name: str) -> int:
@@ -64,16 +68,14 @@ def test_all_layers_in_float_reproduce_fp32(ptq: dict) -> None:
 
 
 def test_ranking_covers_every_quantized_layer_most_sensitive_first(ptq: dict) -> None:
-    ref = onnx_logits(ptq["fp32"], ptq["images"])
-    ranking = rank_layers(ptq["int8"], ptq["fp32"], ptq["images"][:16], ref[:16])
+    ranking = ptq["ranking"]
     assert {r.node for r in ranking} == set(quantized_consumers(ptq["int8"]))
     gains = [r.sqnr_gain_db for r in ranking]
     assert gains == sorted(gains, reverse=True) and gains[0] > 0
 
 
 def test_impossible_budget_falls_back_layers_and_says_not_met(ptq: dict) -> None:
-    ref = onnx_logits(ptq["fp32"], ptq["images"])
-    ranking = rank_layers(ptq["int8"], ptq["fp32"], ptq["images"][:16], ref[:16])
+    ref, ranking = ptq["reference"], ptq["ranking"]
     budget = fit_budget(ptq["int8"], ptq["fp32"], ranking, ptq["images"], ref, max_drop=-50.0, labels=ptq["labels"],
                         max_float=2)
     assert not budget.met and budget.float_nodes == [r.node for r in ranking[:2]]
@@ -82,21 +84,26 @@ def test_impossible_budget_falls_back_layers_and_says_not_met(ptq: dict) -> None
 
 
 def test_a_met_budget_changes_nothing(ptq: dict) -> None:
-    ref = onnx_logits(ptq["fp32"], ptq["images"])
+    ref = ptq["reference"]
     budget = fit_budget(ptq["int8"], ptq["fp32"], [], ptq["images"], ref, max_drop=100.0)
     assert budget.met and budget.float_nodes == [] and budget.model is ptq["int8"]
+
+
+# Measured (AMD EPYC Zen4), 240 val images, 2 layers returned to float: OpenVINO agreement 0.9792,
+# top-1 0.8917 -> 0.8833 (-0.83 points) -> 0.9625 (as plain PTQ in test_ptq) and a top-1 gap of at most 2.5 points.
+BUDGET_TOP1_GAP, BUDGET_AGREEMENT = 0.025, 0.9625
 
 
 def test_cli_budget_writes_ranking_csv_plot_and_manifest(tiny_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "q"
     proc = run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(tiny_dataset / "train"),
-                   "--calib-size", "24", "--eval-dir", str(tiny_dataset / "val"), "--eval-size", "36",
+                   "--calib-size", "24", "--eval-dir", str(tiny_dataset / "val"), "--eval-size", "240",
                    "--max-drop", "-50", "--max-float-layers", "2", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "NOT met" in proc.stdout and "2 layer(s) returned to float" in proc.stdout
     manifest = json.loads((out / "builtin_student.int8.onnx.manifest.json").read_text())
     budget = manifest["accuracy_budget"]
-    assert budget["met"] is False and len(budget["float_nodes"]) == 2 and budget["images"] == 36
+    assert budget["met"] is False and len(budget["float_nodes"]) == 2 and budget["images"] == 240
     written = onnx.load(str(out / "builtin_student.int8.onnx"))
     assert all(_dq_inputs(written, n) == 0 for n in budget["float_nodes"])
     rows = (out / "builtin_student.sensitivity.csv").read_text().splitlines()
@@ -104,10 +111,10 @@ def test_cli_budget_writes_ranking_csv_plot_and_manifest(tiny_dataset: Path, tmp
     with Image.open(out / "builtin_student.sensitivity.png") as png:
         assert png.format == "PNG" and png.size[0] > 300
     evaluation = manifest["evaluation"]
-    assert evaluation["images"] == 36 and evaluation["labeled"]
+    assert evaluation["images"] == 240 and evaluation["labeled"]
     for backend in ("onnxruntime", "openvino"):
-        assert 0.0 <= evaluation[backend]["int8_top1"] <= 1.0
-        assert evaluation[backend]["agreement_top1_agreement"] >= 0.8
+        assert abs(evaluation[backend]["int8_top1"] - evaluation[backend]["fp32_top1"]) <= BUDGET_TOP1_GAP
+        assert evaluation[backend]["agreement_top1_agreement"] >= BUDGET_AGREEMENT
 
 
 def test_budget_without_evaluation_data_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:

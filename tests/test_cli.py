@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
-import pytest
 import torch
 
 from coatnet_edge.models.checkpoint import save_checkpoint
 from coatnet_edge.models.registry import create_model
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import assert_one_line_error, run_cli, run_cli_process
 
 
 def test_help_lists_verbs() -> None:
@@ -45,7 +45,7 @@ def test_info_of_checkpoint_and_errors(tmp_path: Path) -> None:
 
 
 def test_debug_flag_shows_traceback(tmp_path: Path) -> None:
-    proc = run_cli("--debug", "info", str(tmp_path / "missing.safetensors"))
+    proc = run_cli_process("--debug", "info", str(tmp_path / "missing.safetensors"))  # a real traceback on stderr
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
@@ -68,31 +68,41 @@ def test_scan_errors(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("data", "scan", str(empty)), "empty")
 
 
-@pytest.mark.slow
-def test_builtin_recipe_end_to_end(tmp_path: Path) -> None:
+# Measured by README command 1 on the built-in student, 1,200 val images (AMD EPYC Zen4, 2026-12-03): student top-1
+# 0.9058; vs the student: ONNX Runtime INT8 0.9833 / cosine 0.997377, OpenVINO INT8 0.9842 / 0.997220, INT8+FP16
+# graph 0.9825 / 0.997390, FP16 graph 0.9992 / 1.000000, OpenVINO FP16 IR (ran bf16) 0.9958 / 0.999986. Thresholds
+# sit ~1 point (12 images) below for other CPUs (the student is trained on the machine); one flip is 0.08 %.
+INT8_AGREEMENT, INT8_COSINE = 0.973, 0.995
+
+
+def test_builtin_recipe_end_to_end(default_run: tuple) -> None:
     """README command 1: the built-in recipe, every stage real, table with FP32, ONNX INT8 and OpenVINO INT8."""
-    proc = run_cli("run", "--out", str(tmp_path / "run"))
-    assert proc.returncode == 0, proc.stderr
-    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    run, proc = default_run
+    record = json.loads((run / "run.json").read_text())
     assert set(record["stages"]) >= {"data", "distill", "onnx", "quantize", "openvino-fp32", "openvino-fp16",
                                      "openvino-int8", "compare"}
-    doc = json.loads((tmp_path / "run" / "compare" / "compare.json").read_text())
+    doc = json.loads((run / "compare" / "compare.json").read_text())
     accuracy = {(r["backend"], r["precision"], Path(r["artifact"]).name): r for r in doc["accuracy"]}
     student = accuracy[("pytorch", "fp32", "student.safetensors")]
-    assert student["top1"] > 0.85  # distilled from the trained teacher, not random
-    for key in (("onnxruntime", "int8", "student.int8.onnx"), ("openvino", "int8", "student.int8.xml")):
-        assert accuracy[key]["vs_reference_top1_agreement"] > 0.95, key
-        assert abs(accuracy[key]["top1"] - student["top1"]) < 0.02, key
-    assert accuracy[("onnxruntime", "fp32", "student.fp32.onnx")]["vs_reference_top1_agreement"] == 1.0
-    # the graphs TensorRT builds (strongly typed), measured here in ONNX Runtime; on the built-in student
-    # (1,200 val images, AMD EPYC Zen4, README command 1) FP16 agreed 0.9992 / cosine 1.000000, INT8+FP16 0.9825 /
-    # 0.997390 (INT8: 0.9833 / 0.997377)
-    assert accuracy[("onnxruntime", "fp16", "student.fp16.onnx")]["vs_reference_top1_agreement"] > 0.995
-    int8_fp16 = accuracy[("onnxruntime", "int8+fp16", "student.int8-fp16.onnx")]
-    assert int8_fp16["vs_reference_top1_agreement"] > 0.95 and int8_fp16["vs_reference_cosine"] > 0.99
-    assert "TensorRT builds" in (tmp_path / "run" / "compare" / "compare.md").read_text()
-    assert {r["batch"] for r in doc["latency"]} == {1, 8}
-    assert all(p.stat().st_size > 0 for p in (tmp_path / "run" / "compare").glob("compare.*"))
-    assert "tensorrt" in proc.stdout and ("skipped:" in proc.stdout or "student.int8.engine" in proc.stdout)
-    manifest = json.loads((tmp_path / "run" / "onnx" / "student.fp32.onnx.manifest.json").read_text())
-    assert manifest["sha256"] and manifest["preprocess"]["image_size"] == 64 and "onnxruntime" in manifest["versions"]
+    assert student["images"] == 1200 and student["top1"] > 0.88  # distilled from the trained teacher
+    for key in (("onnxruntime", "int8", "student.int8.onnx"), ("openvino", "int8", "student.int8.xml"),
+                ("onnxruntime", "int8+fp16", "student.int8-fp16.onnx")):
+        assert accuracy[key]["vs_reference_top1_agreement"] >= INT8_AGREEMENT, (key, accuracy[key])
+        assert accuracy[key]["vs_reference_cosine"] >= INT8_COSINE, (key, accuracy[key])
+        assert abs(accuracy[key]["top1"] - student["top1"]) < 0.015, key
+    assert accuracy[("onnxruntime", "fp32", "student.fp32.onnx")]["vs_reference_max_abs"] < 1e-4
+    assert accuracy[("onnxruntime", "fp16", "student.fp16.onnx")]["vs_reference_top1_agreement"] >= 0.997
+    ov_fp16 = next(r for k, r in accuracy.items() if k[0] == "openvino" and k[2] == "student.fp16.xml")
+    assert ov_fp16["vs_reference_top1_agreement"] >= 0.99 and ov_fp16["vs_reference_cosine"] >= 0.9999
+    assert "TensorRT builds" in (run / "compare" / "compare.md").read_text()
+    assert sorted({r["batch"] for r in doc["latency"]}) == [1, 8]
+    if importlib.util.find_spec("tensorrt") is None:
+        skipped = [line for line in proc.stdout.splitlines() if line.startswith("[tensorrt-")
+                   and "skipped: TensorRT is not installed" in line]
+        assert len(skipped) == 3, proc.stdout
+        assert (run / "tensorrt-int8" / "student.int8.trtexec.sh").is_file()
+    else:
+        assert "student.int8.engine" in proc.stdout and (run / "tensorrt-int8" / "student.int8.engine").is_file()
+    manifest = json.loads((run / "onnx" / "student.fp32.onnx.manifest.json").read_text())
+    assert len(manifest["sha256"]) == 64 and manifest["preprocess"]["image_size"] == 64
+    assert manifest["versions"]["onnxruntime"] and manifest["parity_vs_pytorch"]["max_abs"] < 1e-4

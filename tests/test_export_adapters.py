@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,29 +27,33 @@ def _manifest(path: Path) -> dict:
     return json.loads(path.with_name(path.name + ".manifest.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def artifacts(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("export")
-    for args in (["--backend", "onnx"], ["--backend", "onnx", "--fp16"], ["--backend", "openvino"],
-                 ["--backend", "openvino", "--fp16"],
-                 ["--backend", "openvino", "--int8", "--calib-dir", str(tiny_dataset / "train"), "--calib-size",
-                  "36"]):
-        proc = run_cli("export", "--model", "builtin:student", *args, "--out", str(out))
-        assert proc.returncode == 0, (args, proc.stderr)
-    from coatnet_edge.pipeline.export import export
+STAGES = {"student.fp32.onnx": "onnx", "student.fp16.onnx": "onnx-fp16", "student.int8.onnx": "quantize",
+          "student.int8-fp16.onnx": "onnx-int8-fp16", "student.fp32.xml": "openvino-fp32",
+          "student.fp16.xml": "openvino-fp16", "student.int8.xml": "openvino-int8"}
 
-    export(out / "builtin_student.int8.onnx", out=out, backend="onnx", precision="int8+fp16", log=lambda s: None)
+
+@pytest.fixture(scope="module")
+def artifacts(default_run: tuple, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The artifacts README command 1 built from its distilled student, side by side in one folder."""
+    run, _ = default_run
+    out = tmp_path_factory.mktemp("export")
+    for name, stage in STAGES.items():
+        for path in (run / stage).glob(Path(name).stem + ".*"):
+            if path.name.startswith(name) or path.suffix == ".bin":
+                shutil.copy(path, out / path.name)
     return out
 
 
 @pytest.fixture(scope="module")
-def val_images(tiny_dataset: Path) -> np.ndarray:
-    _, info = load_checkpoint("builtin:student")
-    return build_calibration_set(tiny_dataset / "val", info.preprocess, size=48, seed=1).images
+def val_images(default_run: tuple) -> np.ndarray:
+    """The run's 1,200 validation images (one flip: 0.08 %)."""
+    run, _ = default_run
+    _, info = load_checkpoint(run / "distill" / "student.safetensors")
+    return build_calibration_set(run / "data" / "builtin" / "val", info.preprocess, size=1200, seed=1).images
 
 
 def test_onnx_fp32_has_parity_with_pytorch_in_its_manifest(artifacts: Path) -> None:
-    manifest = _manifest(artifacts / "builtin_student.fp32.onnx")
+    manifest = _manifest(artifacts / "student.fp32.onnx")
     parity = manifest["parity_vs_pytorch"]
     assert parity["max_abs"] < 1e-4 and parity["cosine"] > 0.999999 and "PyTorch" in parity["method"]
     assert manifest["opset"] >= 17 and manifest["input_shape"] == ["batch", 3, 64, 64]
@@ -66,16 +71,16 @@ def _cpu_float_math(hint: str) -> str:
     return "bf16" if hint in ("f16", "bf16") and "BF16" in caps else "fp32"
 
 
-# Tolerances by the float math that really ran, vs the FP32 ONNX on 48 val images of the built-in student:
-# f32 measured 2e-6; f16 (AMX Xeon, avx512_fp16) passed at < 5e-2; bf16 (AMD EPYC Zen4) measured 0.052 max-abs,
-# cosine 0.999983 -> 0.1 / 0.9999; FP16 weights decompressed to f32 (AVX2-only CPUs) measured 0.0047 -> 1e-2.
-_TOLERANCES = {("fp32", "fp32"): (1e-4, 0.999999), ("fp16", "fp16"): (5e-2, 0.9999),
-               ("fp16", "bf16"): (1e-1, 0.9999), ("fp16", "fp32"): (1e-2, 0.99999)}
+# Tolerances by the float math that really ran, vs the FP32 ONNX on the run's 1,200 val images: f32 measured
+# max-abs 7e-6; bf16 (AMD EPYC Zen4) 0.087 / cosine 0.9999855 / agreement 0.9958 -> 0.2 / 0.99995 / 0.99; FP16
+# weights decompressed to f32 (AVX2-only CPUs) measured 0.0047 on 48 images -> 2e-2; f16 math (AMX-FP16 Xeon) as bf16.
+_TOLERANCES = {("fp32", "fp32"): (1e-4, 0.999999, 1.0), ("fp16", "fp16"): (2e-1, 0.99995, 0.99),
+               ("fp16", "bf16"): (2e-1, 0.99995, 0.99), ("fp16", "fp32"): (2e-2, 0.99999, 0.997)}
 
 
 @pytest.mark.parametrize(("name", "hint"), [("fp32", "f32"), ("fp16", "f16")])
 def test_openvino_float_irs_match_onnx(artifacts: Path, val_images: np.ndarray, name: str, hint: str) -> None:
-    xml = artifacts / f"builtin_student.{name}.xml"
+    xml = artifacts / f"student.{name}.xml"
     assert xml.with_suffix(".bin").is_file()
     manifest = _manifest(xml)
     assert manifest["kind"] == "openvino" and manifest["precision"] == name
@@ -84,32 +89,76 @@ def test_openvino_float_irs_match_onnx(artifacts: Path, val_images: np.ndarray, 
     ran = _cpu_float_math(hint)
     # the row label is the precision that really ran (an FP16 IR on a CPU without FP16 math runs bf16)
     assert (runner.info.precision, runner.info.artifact_precision) == (ran, name), runner.info
-    ref = load_runner(artifacts / "builtin_student.fp32.onnx").run(val_images)
+    ref = load_runner(artifacts / "student.fp32.onnx").run(val_images)
     agreement = compare_logits(ref, runner.run(val_images))
-    max_abs, cosine = _TOLERANCES[(name, ran)]
-    assert agreement.max_abs < max_abs and agreement.cosine > cosine, (ran, agreement)
+    max_abs, cosine, top1 = _TOLERANCES[(name, ran)]
+    assert agreement.max_abs < max_abs and agreement.cosine > cosine and agreement.top1_agreement >= top1, (ran,
+                                                                                                         agreement)
     if name == "fp16":  # compressed weights: about half the FP32 IR
-        assert xml.with_suffix(".bin").stat().st_size < 0.6 * (artifacts / "builtin_student.fp32.bin").stat().st_size
+        assert xml.with_suffix(".bin").stat().st_size < 0.6 * (artifacts / "student.fp32.bin").stat().st_size
 
 
-def test_openvino_int8_ir_agrees_with_fp32(artifacts: Path, val_images: np.ndarray) -> None:
-    xml = artifacts / "builtin_student.int8.xml"
-    manifest = _manifest(xml)
-    assert manifest["calibration"]["size"] == 36 and "images of" in manifest["parity_vs_onnx"]["method"]
-    ref = load_runner(artifacts / "builtin_student.fp32.onnx").run(val_images)
-    agreement = compare_logits(ref, load_runner(xml).run(val_images))
-    assert agreement.top1_agreement >= 0.9 and agreement.cosine > 0.99, agreement
+def _int8_weighted_layers(onnx_path: Path) -> int:
+    """Conv/MatMul/Gemm nodes of a Q/DQ graph whose weight is a dequantized constant (the INT8 layers)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path)).graph
+    constants = {i.name for i in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    dequantized_constants = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"
+                             and n.input[0] in constants}
+    return sum(1 for n in graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and len(n.input) > 1
+               and n.input[1] in dequantized_constants)
 
 
-# Measured on the built-in student, 48 val images (AMD EPYC Zen4): FP16 graph vs FP32 max-abs 2.5e-3 (ORT),
-# cosine 0.999999; INT8+FP16 vs INT8 cosine 0.9994 -> thresholds 1e-2 / 0.9999 and 0.998.
+def _executed_precisions(xml: Path) -> dict[str, list[str]]:
+    """What OpenVINO's CPU plugin really runs: layer type -> runtime precision of each compiled layer."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(xml), "CPU")
+    found: dict[str, list[str]] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        found.setdefault(info["layerType"].astype(str), []).append(info["runtimePrecision"].astype(str))
+    return found
+
+
+def test_openvino_int8_ir_executes_its_quantized_layers_in_int8(artifacts: Path) -> None:
+    """Not just close to FP32 (an FP32 IR under an INT8 name would be closer): the compiled model runs one
+    integer Convolution / FullyConnected per quantized layer of the Q/DQ graph it was converted from.
+    Measured on the built-in student: 28 quantized layers -> 15 u8 Convolutions + 13 i8 FullyConnected."""
+    executed = _executed_precisions(artifacts / "student.int8.xml")
+    integer = [p for kind in ("Convolution", "FullyConnected") for p in executed.get(kind, []) if p in ("i8", "u8")]
+    expected = _int8_weighted_layers(artifacts / "student.int8.onnx")
+    assert expected >= 25 and len(integer) == expected, (expected, executed)
+    floats = _executed_precisions(artifacts / "student.fp32.xml")
+    assert not [p for kind in ("Convolution", "FullyConnected") for p in floats[kind] if p in ("i8", "u8")]
+
+
+# INT8 vs FP32 on the run's 1,200 val images, measured (AMD EPYC Zen4): OpenVINO IR 0.9842 / cosine 0.99722, the
+# Q/DQ ONNX in ONNX Runtime 0.9833 / 0.99738 -> 0.973 / 0.995 (~1 point, 12 images, below: other CPUs train
+# a slightly different student). Dropping the hybrid scheme or per-channel weights falls below these.
+@pytest.mark.parametrize(("name", "backend"), [("student.int8.xml", "openvino"), ("student.int8.onnx", "onnxruntime")])
+def test_int8_artifacts_agree_with_fp32(artifacts: Path, val_images: np.ndarray, name: str, backend: str) -> None:
+    xml = artifacts / name
+    if backend == "openvino":
+        manifest = _manifest(xml)
+        assert manifest["calibration"]["size"] == 300 and "images of" in manifest["parity_vs_onnx"]["method"]
+    ref = load_runner(artifacts / "student.fp32.onnx").run(val_images)
+    agreement = compare_logits(ref, load_runner(xml, backend=backend).run(val_images))
+    assert agreement.top1_agreement >= 0.973 and agreement.cosine >= 0.995, agreement
+
+
+# Measured on the run's 1,200 val images (AMD EPYC Zen4): FP16 graph vs FP32 max-abs 0.0055 (ORT) / 0.0080
+# (OpenVINO, weights decompressed to f32), cosine 0.99999991, agreement 0.9992 -> 2e-2 / 0.99999 / 0.997;
+# INT8+FP16 vs INT8 cosine 0.99915, agreement 0.9900 -> 0.998 / 0.98.
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_fp16_graph_is_fp16_and_matches_fp32(artifacts: Path, val_images: np.ndarray, runtime: str) -> None:
     import onnx
 
     from coatnet_edge.export.fp16 import FP32_OPS
 
-    path = artifacts / "builtin_student.fp16.onnx"
+    path = artifacts / "student.fp16.onnx"
     model = onnx.load(str(path))
     dtype = {i.name: i.data_type for i in model.graph.initializer}
     weights = [n.input[1] for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and n.input[1] in dtype]
@@ -121,24 +170,24 @@ def test_fp16_graph_is_fp16_and_matches_fp32(artifacts: Path, val_images: np.nda
     assert {"LayerNormalization", "Softmax"} <= kept
     manifest = _manifest(path)
     assert manifest["precision"] == "fp16" and "TensorRT" in manifest["role"] and manifest["float32_nodes"]
-    ref = load_runner(artifacts / "builtin_student.fp32.onnx").run(val_images)
+    ref = load_runner(artifacts / "student.fp32.onnx").run(val_images)
     agreement = compare_logits(ref, load_runner(path, backend=runtime, precision="fp32").run(val_images))
-    assert agreement.max_abs < 1e-2 and agreement.cosine > 0.9999, agreement
+    assert agreement.max_abs < 2e-2 and agreement.cosine > 0.99999 and agreement.top1_agreement >= 0.997, agreement
 
 
 def test_int8_fp16_graph_keeps_its_quantizers_in_fp16(artifacts: Path, val_images: np.ndarray) -> None:
     import onnx
     from onnx import numpy_helper
 
-    path = artifacts / "builtin_student.int8-fp16.onnx"
+    path = artifacts / "student.int8-fp16.onnx"
     model = onnx.load(str(path))
     assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 19
     scales = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     qdq = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert qdq and all(scales[n.input[1]].dtype == np.float16 for n in qdq if n.input[1] in scales)
-    int8 = load_runner(artifacts / "builtin_student.int8.onnx").run(val_images)
+    int8 = load_runner(artifacts / "student.int8.onnx").run(val_images)
     agreement = compare_logits(int8, load_runner(path).run(val_images))
-    assert agreement.cosine > 0.998, agreement
+    assert agreement.cosine > 0.998 and agreement.top1_agreement >= 0.98, agreement
 
 
 def test_dynamic_batch_program_covers_its_batch_range() -> None:
@@ -160,10 +209,10 @@ def test_dynamic_batch_program_covers_its_batch_range() -> None:
 
 
 def test_an_int8_onnx_can_be_exported_again_without_recalibrating(artifacts: Path, tmp_path: Path) -> None:
-    proc = run_cli("export", "--model", str(artifacts / "builtin_student.int8.onnx"), "--backend", "openvino",
+    proc = run_cli("export", "--model", str(artifacts / "student.int8.onnx"), "--backend", "openvino",
                    "--int8", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "builtin_student.int8.xml").is_file() and not list(tmp_path.glob("*.onnx"))
+    assert (tmp_path / "student.int8.xml").is_file() and not list(tmp_path.glob("*.onnx"))
 
 
 def test_interrupted_exports_leave_nothing_at_the_final_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -240,7 +289,7 @@ def test_device_kit_carries_the_graph_that_states_the_precision(artifacts: Path,
     for source, precision in (("fp32", "fp16"), ("int8", "int8"), ("int8", "int8+fp16")):
         folder = tmp_path / precision
         folder.mkdir()
-        kit = write_device_kit(artifacts / f"builtin_student.{source}.onnx", folder, precision, 32)
+        kit = write_device_kit(artifacts / f"student.{source}.onnx", folder, precision, 32)
         assert graph_precision(kit["onnx"]) == precision
         script = kit["trtexec"].read_text()
         assert f"--onnx={kit['onnx'].name}" in script and "--stronglyTyped" in script and "--fp16" not in script
@@ -254,8 +303,8 @@ def test_tensorrt_engines_run_like_their_graphs(artifacts: Path, val_images: np.
     graph it was built from run in ONNX Runtime, at several batches inside the engine's profile."""
     from coatnet_edge.pipeline.export import export
 
-    for model, precision in (("builtin:student", "fp16"), (str(artifacts / "builtin_student.int8.onnx"), "int8"),
-                             (str(artifacts / "builtin_student.int8.onnx"), "int8+fp16")):
+    for model, precision in (("builtin:student", "fp16"), (str(artifacts / "student.int8.onnx"), "int8"),
+                             (str(artifacts / "student.int8.onnx"), "int8+fp16")):
         result = export(model, out=tmp_path / precision, backend="tensorrt", precision=precision, max_batch=16,
                         log=lambda s: None)
         assert result.artifact.suffix == ".engine" and result.manifest["engine"]["max_batch"] == 16

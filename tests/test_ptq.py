@@ -9,13 +9,17 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from coatnet_edge.calibration.ptq import PtqSettings, hybrid_float_nodes, quantize_onnx
+from coatnet_edge.calibration.ptq import PtqSettings, quantize_onnx
 from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.export.onnx import export_onnx
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.models.checkpoint import load_checkpoint
 from coatnet_edge.runtime import load_runner
+
+# Measured (AMD EPYC Zen4) on 240 val images (one flip 0.42 %): ONNX Runtime 0.9833 / cosine 0.99739, OpenVINO 0.9750 /
+# 0.99727 -> 0.9625 (3 flips below the lower) / 0.995. quantize's own check on 24 calibration images: cosine 0.99942.
+PTQ_AGREEMENT, PTQ_COSINE, CLI_COSINE = 0.9625, 0.995, 0.998
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,7 @@ def quantized(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> t
 
 
 def test_only_standard_qdq_with_zero_points_0_and_per_channel_weights(quantized: tuple) -> None:
-    _, int8, result = quantized
+    _, int8, _ = quantized
     graph = onnx.load(str(int8)).graph
     assert {n.domain for n in graph.node} <= {"", "ai.onnx"}
     assert not any("FakeQuantize" in n.op_type for n in graph.node)
@@ -45,19 +49,41 @@ def test_only_standard_qdq_with_zero_points_0_and_per_channel_weights(quantized:
     weight_dq = [n for n in qdq if n.op_type == "DequantizeLinear" and values.get(n.input[0]) is not None
                  and values[n.input[0]].ndim > 1]
     assert weight_dq and all(values[n.input[1]].size > 1 for n in weight_dq)  # per output channel
-    # hybrid: LayerNorm/Softmax/residual adds of S3-S4 and the head pool stay float
-    assert result.ignored == hybrid_float_nodes(onnx.load(str(quantized[0])))
-    assert "/ReduceMean" in result.ignored and any("/stages/stages.4/" in n for n in result.ignored)
+
+
+def _dequantized_inputs(graph: onnx.GraphProto) -> dict[str, int]:
+    """Node name -> how many of its inputs a DequantizeLinear produces, read from the written graph."""
+    produced_by = {out: n.op_type for n in graph.node for out in n.output}
+    return {n.name: sum(produced_by.get(i) == "DequantizeLinear" for i in n.input) for n in graph.node}
+
+
+def test_hybrid_scheme_leaves_attention_norms_and_head_pool_float_in_the_written_graph(quantized: tuple) -> None:
+    """Read from the INT8 file itself: in S3-S4 (the attention stages) LayerNorm, Softmax, the residual adds
+    and GELU's arithmetic read float tensors, as does the head's pool; the conv stages' convs and the
+    attention MatMuls read quantized ones (the scheme is a split, not "all float")."""
+    _, int8, _ = quantized
+    graph = onnx.load(str(int8)).graph
+    dq = _dequantized_inputs(graph)
+    attention = [n for n in graph.node if n.name.startswith(("/stages/stages.3/", "/stages/stages.4/"))]
+    kept_float = [n.name for n in attention if n.op_type in ("LayerNormalization", "Softmax", "Add", "Erf")]
+    kept_float += [n.name for n in graph.node if n.op_type == "ReduceMean" and not n.name.startswith("/stages/")]
+    assert len(kept_float) > 20 and "/ReduceMean" in kept_float
+    assert {name: dq[name] for name in kept_float if dq[name]} == {}
+    mbconv = [n.name for n in graph.node if n.op_type == "Conv" and n.name.startswith(("/stages/stages.1/",
+              "/stages/stages.2/")) and n.name.endswith(("conv_expand/Conv", "conv_project/Conv"))]
+    assert len(mbconv) >= 4 and all(dq[name] == 2 for name in mbconv)  # activation and weight
+    attention_matmuls = [n.name for n in attention if n.op_type == "MatMul"]
+    assert attention_matmuls and all(dq[name] >= 1 for name in attention_matmuls)
 
 
 def test_int8_agrees_with_fp32_in_both_runtimes(quantized: tuple, tiny_dataset: Path) -> None:
     fp32, int8, _ = quantized
     _, info = load_checkpoint("builtin:student")
-    images = build_calibration_set(tiny_dataset / "val", info.preprocess, size=48, seed=1).images
+    images = build_calibration_set(tiny_dataset / "val", info.preprocess, size=240, seed=1).images
     for backend in ("onnxruntime", "openvino"):
         ref = load_runner(fp32, backend=backend).run(images)
         agreement = compare_logits(ref, load_runner(int8, backend=backend).run(images))
-        assert agreement.top1_agreement >= 0.9 and agreement.cosine > 0.99, (backend, agreement)
+        assert agreement.top1_agreement >= PTQ_AGREEMENT and agreement.cosine > PTQ_COSINE, (backend, agreement)
 
 
 def test_unknown_preset_and_scheme() -> None:
@@ -70,17 +96,17 @@ def test_unknown_preset_and_scheme() -> None:
 def test_quantize_cli_writes_int8_onnx_with_manifest(tiny_dataset: Path, tmp_path: Path) -> None:
     import json
 
-    from tests.conftest import run_cli
+    from tests.conftest import run_cli_process
 
     out = tmp_path / "q"
-    proc = run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(tiny_dataset / "train"),
+    proc = run_cli_process("quantize", "--model", "builtin:student", "--calib-dir", str(tiny_dataset / "train"),
                    "--calib-size", "24", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "top-1 agreement" in proc.stdout and "INFO:nncf" not in proc.stdout + proc.stderr
     manifest = json.loads((out / "builtin_student.int8.onnx.manifest.json").read_text())
     assert manifest["precision"] == "int8" and manifest["calibration"]["size"] == 24
     assert len(manifest["calibration"]["sha256"]) == 64 and manifest["quantization"]["preset"] == "tensorrt"
-    assert manifest["check_vs_fp32"]["cosine"] > 0.98
+    assert manifest["check_vs_fp32"]["cosine"] > CLI_COSINE
 
 
 def test_quantize_bad_calibration_folders(tmp_path: Path) -> None:

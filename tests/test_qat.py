@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,6 @@ from coatnet_edge.calibration.sensitivity import onnx_logits
 from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.models.checkpoint import load_checkpoint
-from coatnet_edge.runtime import load_runner
-from tests.conftest import run_cli
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
@@ -58,36 +55,53 @@ def test_signed_rewrite_handles_constants_shared_between_quantizers() -> None:
     np.testing.assert_allclose(onnx_logits(model, x), before, atol=2 * 0.01 * 255 / 127)
 
 
+
+
 @pytest.fixture(scope="module")
-def qat_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
-    out = tmp_path_factory.mktemp("qat")
-    proc = run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(tiny_dataset / "train"),
-                   "--calib-size", "32", "--method", "qat", "--qat-epochs", "1", "--out", str(out))
-    return out, proc
+def dark_calibration_qat(tiny_dataset: Path) -> tuple[object, np.ndarray]:
+    """QAT from a PTQ start that is poor by construction: calibrated on images at a tenth of their contrast
+    (a low-light calibration set), so every activation range is far too narrow for the real images QAT
+    then trains and is checked on. QAT must win the clipped ranges back."""
+    import dataclasses
+
+    from coatnet_edge.calibration.qat import QatConfig, qat
+    from coatnet_edge.data.folders import scan_folder
+
+    model, info = load_checkpoint("builtin:student")
+    calib = build_calibration_set(tiny_dataset / "train", info.preprocess, size=24, seed=0)
+    dark = dataclasses.replace(calib, images=calib.images * np.float32(0.1))
+    checked = build_calibration_set(tiny_dataset / "val", info.preprocess, size=240, seed=1).images
+    result = qat(model, dark, scan_folder(tiny_dataset / "train", verify=False), eval_images=checked,
+                 config=QatConfig(epochs=1, batch_size=32, max_steps_per_epoch=7, workers=0, lr=1e-3),
+                 log=lambda s: None)
+    return result, checked
 
 
-def test_qat_cli_writes_standard_signed_qdq_with_checkpoint(qat_run: tuple) -> None:
-    out, proc = qat_run
-    assert proc.returncode == 0, proc.stderr
-    assert "QAT epoch 1/1" in proc.stdout and "QAT," in proc.stdout
-    graph = onnx.load(str(out / "builtin_student.int8.onnx")).graph
+def test_qat_learns_back_what_a_poor_ptq_start_lost(dark_calibration_qat: tuple) -> None:
+    result, _ = dark_calibration_qat
+    start, end = result.history[0], result.history[-1]
+    assert start["epoch"] == 0 and end["epoch"] == 1
+    # measured (AMD EPYC Zen4), 240 val images, 7 steps: agreement 0.446 -> 0.592, SQNR 0.83 -> 1.88 dB; asserted:
+    # half of each gain. A QAT that never steps keeps its PTQ start exactly (gain 0).
+    assert end["top1_agreement"] >= start["top1_agreement"] + 0.07, (start, end)
+    assert end["sqnr_db"] >= start["sqnr_db"] + 0.5, (start, end)
+
+
+def test_qat_onnx_is_standard_signed_qdq_that_runs_like_its_torch_model(dark_calibration_qat: tuple) -> None:
+    result, checked = dark_calibration_qat
+    graph = result.model.graph
     assert {n.domain for n in graph.node} <= {"", "ai.onnx"}
     values = _constants(graph)
     qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert len(qdq) > 50
     assert all(values[n.input[2]].dtype == np.int8 and not values[n.input[2]].any() for n in qdq)
-    manifest = json.loads((out / "builtin_student.int8.onnx.manifest.json").read_text())
-    quant = manifest["quantization"]
-    assert quant["method"] == "qat" and quant["engine"] == "nncf-torch" and len(quant["history"]) == 2
-    assert Path(quant["checkpoint"]).is_file()
+    # the exported graph keeps what training reached
+    model, _ = load_checkpoint("builtin:student")
+    import torch
 
-
-def test_qat_model_agrees_with_fp32_in_both_runtimes(qat_run: tuple, tiny_dataset: Path) -> None:
-    out, proc = qat_run
-    assert proc.returncode == 0, proc.stderr
-    _, info = load_checkpoint("builtin:student")
-    images = build_calibration_set(tiny_dataset / "val", info.preprocess, size=48, seed=1).images
-    for backend in ("onnxruntime", "openvino"):
-        ref = load_runner(out / "builtin_student.fp32.onnx", backend=backend).run(images)
-        agreement = compare_logits(ref, load_runner(out / "builtin_student.int8.onnx", backend=backend).run(images))
-        assert agreement.top1_agreement >= 0.9 and agreement.cosine > 0.99, (backend, agreement)
+    with torch.no_grad():
+        reference = model.eval()(torch.from_numpy(checked)).numpy()
+    agreement = compare_logits(reference, onnx_logits(result.model, checked))
+    # measured: ONNX 0.5792 / 1.883 dB vs the torch model's 0.5917 / 1.88 dB (the signed-INT8 rewrite costs a bit)
+    assert abs(agreement.top1_agreement - result.history[-1]["top1_agreement"]) <= 0.025, agreement
+    assert agreement.sqnr_db >= result.history[0]["sqnr_db"] + 0.5, agreement  # the learned gain survives export

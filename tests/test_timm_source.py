@@ -3,6 +3,7 @@ timm's preprocessing reproduced, clear errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -92,21 +93,12 @@ def images_256(tmp_path_factory: pytest.TempPathFactory) -> Path:
                          SynthConfig(seed=5, image_size=256, train_per_class=3, val_per_class=2))
 
 
-@pytest.fixture(scope="module", params=["coatnet_nano_rw_224", "coatnet_0_rw_224"])
-def timm_weights(request: pytest.FixtureRequest, nano_weights: tuple,
-                 tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    if request.param == "coatnet_nano_rw_224":
-        return request.param, nano_weights[0]
-    from safetensors.torch import save_file
-
-    torch.manual_seed(1)
-    model = timm.create_model(request.param, pretrained=False, num_classes=12)
-    path = tmp_path_factory.mktemp("timm0") / "nano_finetuned.safetensors"  # same stem: same file names below
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return request.param, path
+# measured at random weights (24 images): cosine 0.99908 (ONNX Runtime) / 0.99914 (OpenVINO)
+TIMM_INT8_COSINE = 0.998
 
 
-def test_timm_model_through_export_and_quantize_cli(timm_weights: tuple, images_256: Path, tmp_path: Path) -> None:
+def test_timm_model_through_export_and_quantize_cli(nano_weights: tuple, images_256: Path, tmp_path: Path) -> None:
+    """A timm CoAtNet at its own 224 px through the CLI (CoAtNet-0 at 224 is measured in benchmarks/timm_coatnet.py)."""
     import json
 
     from coatnet_edge.data.preprocess import PreprocessConfig
@@ -116,7 +108,7 @@ def test_timm_model_through_export_and_quantize_cli(timm_weights: tuple, images_
     from coatnet_edge.runtime import load_runner
     from tests.conftest import run_cli
 
-    name, path = timm_weights
+    name, path = "coatnet_nano_rw_224", nano_weights[0]
     source = ["--model", f"timm:{name}", "--weights", str(path)]
     proc = run_cli("export", *source, "--backend", "openvino", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -139,8 +131,8 @@ def test_timm_model_through_export_and_quantize_cli(timm_weights: tuple, images_
     for backend in ("onnxruntime", "openvino"):
         ref = load_runner(tmp_path / "q" / "nano_finetuned.fp32.onnx", backend=backend).run(images)
         agreement = compare_logits(ref, load_runner(int8, backend=backend).run(images))
-        # random weights: tiny logit margins, so agreement is loose; the logits themselves must match
-        assert agreement.cosine > 0.99 and agreement.top1_agreement >= 0.75, (backend, agreement)
+        # random weights: logit margins are tiny, so top-1 agreement says little; the logits must match
+        assert agreement.cosine > TIMM_INT8_COSINE, (backend, agreement)
 
 
 def test_timm_teacher_distills_into_our_student_cli(nano_weights: tuple, images_256: Path, tmp_path: Path) -> None:
@@ -225,19 +217,19 @@ def test_qat_on_a_timm_model_keeps_its_attention_stages_float(nano_weights: tupl
     from coatnet_edge.data.folders import scan_folder
     from coatnet_edge.data.sampling import build_calibration_set
     from coatnet_edge.export.qdq_rules import check_qdq
-    from coatnet_edge.models.source import load_model
     from coatnet_edge.models.timm_source import TIMM_ATTENTION_STAGES
 
-    path, _ = nano_weights
-    loaded = load_model("timm:coatnet_nano_rw_224", weights=path)
-    ignored = torch_hybrid_float_nodes(loaded.net, 224, TIMM_ATTENTION_STAGES)
+    torch.manual_seed(0)  # 64 px: the stage map and the QAT route are what is tested, not the resolution
+    net = timm.create_model("coatnet_nano_rw_224", pretrained=False, num_classes=12, img_size=64).eval()
+    preprocess = dataclasses.replace(timm_preprocess(net), image_size=64)
+    ignored = torch_hybrid_float_nodes(net, 64, TIMM_ATTENTION_STAGES)
     assert ignored and all(n.startswith(("stages/2/", "stages/3/")) or not n.startswith("stages/") for n in ignored)
     # timm's attention runs F.scaled_dot_product_attention (one op to NNCF's torch graph): its norms, residual
     # adds and GELUs are what the scope keeps float; nothing of the conv stages is excluded
     assert any("layer_norm" in n for n in ignored) and any("/add/" in n for n in ignored)
     assert not any(n.startswith(("stages/0/", "stages/1/")) for n in ignored)
-    calib = build_calibration_set(images_256 / "train", loaded.preprocess, size=12, seed=0)
-    result = qat(loaded.net, calib, scan_folder(images_256 / "train", verify=False),
+    calib = build_calibration_set(images_256 / "train", preprocess, size=12, seed=0)
+    result = qat(net, calib, scan_folder(images_256 / "train", verify=False),
                  settings=PtqSettings(attention_stages=TIMM_ATTENTION_STAGES),
                  config=QatConfig(epochs=1, batch_size=8, max_steps_per_epoch=1, workers=0), log=lambda s: None)
     report = check_qdq(result.model)
