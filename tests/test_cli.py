@@ -106,3 +106,16 @@ def test_builtin_recipe_end_to_end(default_run: tuple) -> None:
     manifest = json.loads((run / "onnx" / "student.fp32.onnx.manifest.json").read_text())
     assert len(manifest["sha256"]) == 64 and manifest["preprocess"]["image_size"] == 64
     assert manifest["versions"]["onnxruntime"] and manifest["parity_vs_pytorch"]["max_abs"] < 1e-4
+
+
+def test_exit_codes_and_streams_of_the_real_console_script(tmp_path: Path) -> None:
+    """The other tests call ``main`` in-process; this one proves what a shell sees from a real process:
+    0 and the result on stdout, 2 and one line on stderr for a bad input or a bad option."""
+    ok = run_cli_process("models", "--image-size", "64")
+    assert ok.returncode == 0 and "coatnet_pico" in ok.stdout and ok.stderr.strip() == ""
+    missing = run_cli_process("info", str(tmp_path / "gone.safetensors"))
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert_one_line_error(missing, "gone.safetensors", "fix:")
+    usage = run_cli_process("export", "--backend", "tflite")
+    assert usage.returncode == 2
+    assert_one_line_error(usage, "'tflite' is not one of")
