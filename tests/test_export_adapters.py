@@ -137,7 +137,7 @@ def test_openvino_int8_ir_executes_its_quantized_layers_in_int8(artifacts: Path)
 
 # INT8 vs FP32 on the run's 1,200 val images, measured (AMD EPYC Zen4): OpenVINO IR 0.9842 / cosine 0.99722, the
 # Q/DQ ONNX in ONNX Runtime 0.9833 / 0.99738 -> 0.973 / 0.995 (~1 point, 12 images, below: other CPUs train
-# a slightly different student). Dropping the hybrid scheme or per-channel weights falls below these.
+# a slightly different student).
 @pytest.mark.parametrize(("name", "backend"), [("student.int8.xml", "openvino"), ("student.int8.onnx", "onnxruntime")])
 def test_int8_artifacts_agree_with_fp32(artifacts: Path, val_images: np.ndarray, name: str, backend: str) -> None:
     xml = artifacts / name
