@@ -220,8 +220,9 @@ runs = 3
     int8_rows = {r["backend"]: r for r in rows if r["precision"] == "int8"}
     assert set(int8_rows) == {"onnxruntime", "openvino"} and int8_rows["openvino"]["images"] == 240
     for row in int8_rows.values():
-        print(row["backend"], row["vs_reference_top1_agreement"], row["vs_reference_cosine"])
         assert row["vs_reference_top1_agreement"] >= QAT_AGREEMENT and row["vs_reference_cosine"] >= QAT_COSINE, row
 
 
-QAT_AGREEMENT, QAT_COSINE = 0.0, 0.0
+# measured (AMD EPYC Zen4), built-in student, 240 val images, 1 QAT epoch: ONNX Runtime 0.9833 / cosine 0.99707,
+# OpenVINO 0.9792 / 0.99720 -> 0.9625 (4 flips below the lower) / 0.995
+QAT_AGREEMENT, QAT_COSINE = 0.9625, 0.995
