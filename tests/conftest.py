@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -55,11 +57,46 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
                          SynthConfig(seed=3, train_per_class=20, val_per_class=20))
 
 
+_BACKGROUND: dict[str, object] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start README command 1 in its own process as soon as a collected test needs it.
+
+    It is the longest job of the suite (~90 s on 2 cores, most of it distillation); started here, it runs
+    while the other tests do, instead of after them. A real process, so its exit code is the shell's.
+    """
+    if not any("default_run" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    root = Path(tempfile.mkdtemp(prefix="coatnet_edge_default_run_"))
+    streams = (root / "stdout.txt").open("w"), (root / "stderr.txt").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "coatnet_edge", "run", "--out", str(root / "run")],
+                               stdout=streams[0], stderr=streams[1], cwd=root,
+                               env={**os.environ, "COATNET_EDGE_PROGRESS": "0"})
+    _BACKGROUND.update(root=root, process=process, streams=streams)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    process = _BACKGROUND.get("process")
+    if process is not None:
+        process.kill()
+        process.wait()
+        for stream in _BACKGROUND["streams"]:
+            stream.close()
+        shutil.rmtree(_BACKGROUND["root"], ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
-    """README command 1 (`coatnet-edge run` on the built-in defaults), run once: its trained student, its
-    artifacts of every precision and its 1,200-image comparison are what the accuracy checks read."""
-    out = tmp_path_factory.mktemp("default_run") / "run"
-    proc = run_cli("run", "--out", str(out))
+def default_run() -> tuple[Path, subprocess.CompletedProcess]:
+    """README command 1 (`coatnet-edge run` on the built-in defaults), run once, in the background from the
+    start of the session: its trained student, its artifacts of every precision and its 1,200-image
+    comparison are what the accuracy checks read."""
+    if "process" not in _BACKGROUND:  # e.g. collected by a plugin after collection finished
+        pytest.fail("the background run did not start")
+    process = _BACKGROUND["process"]
+    code = process.wait(timeout=1800)
+    root = _BACKGROUND["root"]
+    proc = subprocess.CompletedProcess(process.args, code, (root / "stdout.txt").read_text(),
+                                       (root / "stderr.txt").read_text())
     assert proc.returncode == 0, proc.stderr
-    return out, proc
+    return root / "run", proc

@@ -89,21 +89,22 @@ def test_a_met_budget_changes_nothing(ptq: dict) -> None:
     assert budget.met and budget.float_nodes == [] and budget.model is ptq["int8"]
 
 
-# Measured (AMD EPYC Zen4), 240 val images, 2 layers returned to float: OpenVINO agreement 0.9792,
-# top-1 0.8917 -> 0.8833 (-0.83 points) -> 0.9625 (as plain PTQ in test_ptq) and a top-1 gap of at most 2.5 points.
+# Measured (AMD EPYC Zen4), plain INT8 from 24 calibration images, 240 val images: agreement 0.9750 (ONNX Runtime) /
+# 0.9833 (OpenVINO), top-1 0.8917 -> 0.8875 / 0.8958 (|gap| 0.42 points) -> agreement >= 0.9625 (3 flips below the
+# lower), |gap| <= 2.5 points.
 BUDGET_TOP1_GAP, BUDGET_AGREEMENT = 0.025, 0.9625
 
 
 def test_cli_budget_writes_ranking_csv_plot_and_manifest(tiny_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "q"
     proc = run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(tiny_dataset / "train"),
-                   "--calib-size", "24", "--eval-dir", str(tiny_dataset / "val"), "--eval-size", "240",
+                   "--calib-size", "24", "--eval-dir", str(tiny_dataset / "val"), "--eval-size", "36",
                    "--max-drop", "-50", "--max-float-layers", "2", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "NOT met" in proc.stdout and "2 layer(s) returned to float" in proc.stdout
     manifest = json.loads((out / "builtin_student.int8.onnx.manifest.json").read_text())
     budget = manifest["accuracy_budget"]
-    assert budget["met"] is False and len(budget["float_nodes"]) == 2 and budget["images"] == 240
+    assert budget["met"] is False and len(budget["float_nodes"]) == 2 and budget["images"] == 36
     written = onnx.load(str(out / "builtin_student.int8.onnx"))
     assert all(_dq_inputs(written, n) == 0 for n in budget["float_nodes"])
     rows = (out / "builtin_student.sensitivity.csv").read_text().splitlines()
@@ -111,10 +112,10 @@ def test_cli_budget_writes_ranking_csv_plot_and_manifest(tiny_dataset: Path, tmp
     with Image.open(out / "builtin_student.sensitivity.png") as png:
         assert png.format == "PNG" and png.size[0] > 300
     evaluation = manifest["evaluation"]
-    assert evaluation["images"] == 240 and evaluation["labeled"]
+    assert evaluation["images"] == 36 and evaluation["labeled"]  # accuracy on 240 images: the test below
     for backend in ("onnxruntime", "openvino"):
-        assert abs(evaluation[backend]["int8_top1"] - evaluation[backend]["fp32_top1"]) <= BUDGET_TOP1_GAP
-        assert evaluation[backend]["agreement_top1_agreement"] >= BUDGET_AGREEMENT
+        row = evaluation[backend]
+        assert row["top1_drop_points"] == pytest.approx(100 * (row["fp32_top1"] - row["int8_top1"]), abs=1e-3)
 
 
 def test_budget_without_evaluation_data_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -155,10 +156,16 @@ def test_evaluation_folder_with_other_classes_is_refused(tiny_dataset: Path, tmp
 def test_budget_met_by_plain_int8_skips_the_ranking(tiny_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "q"
     proc = run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(tiny_dataset / "train"),
-                   "--calib-size", "24", "--eval-dir", str(tiny_dataset / "val"), "--eval-size", "36",
+                   "--calib-size", "24", "--eval-dir", str(tiny_dataset / "val"), "--eval-size", "240",
                    "--max-drop", "50", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "met with every layer in INT8" in proc.stdout
     assert not (out / "builtin_student.sensitivity.csv").exists()
-    budget = json.loads((out / "builtin_student.int8.onnx.manifest.json").read_text())["accuracy_budget"]
+    manifest = json.loads((out / "builtin_student.int8.onnx.manifest.json").read_text())
+    budget = manifest["accuracy_budget"]
     assert budget["met"] is True and budget["float_nodes"] == []
+    assert manifest["evaluation"]["images"] == 240
+    for backend in ("onnxruntime", "openvino"):
+        row = manifest["evaluation"][backend]
+        assert abs(row["int8_top1"] - row["fp32_top1"]) <= BUDGET_TOP1_GAP
+        assert row["agreement_top1_agreement"] >= BUDGET_AGREEMENT
