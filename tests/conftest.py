@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import shutil
@@ -15,6 +16,7 @@ import pytest
 
 os.environ.setdefault("COATNET_EDGE_PROGRESS", "0")
 REPO = Path(__file__).resolve().parents[1]
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None  # tests branch on it, never assume it
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

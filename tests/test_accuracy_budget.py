@@ -22,6 +22,7 @@ from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.export.onnx import export_onnx
 from coatnet_edge.models.checkpoint import load_checkpoint
 from tests.conftest import assert_one_line_error, run_cli
+from tests.graphs import dequantized_inputs
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +41,7 @@ def ptq(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _dq_inputs(model: onnx.ModelProto, name: str) -> int:
-    produced_by = {o: n.op_type for n in model.graph.node for o in n.output}
-    node = next(n for n in model.graph.node if n.name == name)
-    return sum(produced_by.get(i) == "DequantizeLinear" for i in node.input)
+    return dequantized_inputs(model.graph)[name]
 
 
 def test_a_layer_returned_to_float_reads_float_inputs_and_nothing_else_changes(ptq: dict) -> None:

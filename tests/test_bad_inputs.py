@@ -9,7 +9,6 @@ input: they are converted, and predict the same class as their RGB original.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import pickle
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import HAS_TENSORRT, assert_one_line_error, run_cli
 
 STUDENT = Path(__file__).parents[1] / "coatnet_edge" / "assets" / "builtin_student.safetensors"
 
@@ -297,7 +296,7 @@ def test_compare_with_a_missing_artifact(tiny_dataset: Path, tmp_path: Path) -> 
                   absent=tmp_path / "c")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None,
+@pytest.mark.skipif(HAS_TENSORRT,
                     reason="TensorRT is installed here: test_export_adapters builds real engines instead")
 def test_tensorrt_export_without_tensorrt_writes_nothing(tmp_path: Path) -> None:
     calib = tmp_path / "calib"

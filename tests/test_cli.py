@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import torch
 
 from coatnet_edge.models.checkpoint import save_checkpoint
 from coatnet_edge.models.registry import create_model
-from tests.conftest import assert_one_line_error, run_cli, run_cli_process
+from tests.conftest import HAS_TENSORRT, assert_one_line_error, run_cli, run_cli_process
 
 
 def test_help_lists_verbs() -> None:
@@ -96,7 +95,7 @@ def test_builtin_recipe_end_to_end(default_run: tuple) -> None:
     assert ov_fp16["vs_reference_top1_agreement"] >= 0.99 and ov_fp16["vs_reference_cosine"] >= 0.9999
     assert "TensorRT builds" in (run / "compare" / "compare.md").read_text()
     assert sorted({r["batch"] for r in doc["latency"]}) == [1, 8]
-    if importlib.util.find_spec("tensorrt") is None:
+    if not HAS_TENSORRT:
         skipped = [line for line in proc.stdout.splitlines() if line.startswith("[tensorrt-")
                    and "skipped: TensorRT is not installed" in line]
         assert len(skipped) == 3, proc.stdout

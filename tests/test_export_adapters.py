@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,9 @@ from coatnet_edge.export.tensorrt import EngineOptions, trtexec_command
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.models.checkpoint import load_checkpoint
 from coatnet_edge.runtime import load_runner
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import HAS_TENSORRT, assert_one_line_error, run_cli
+from tests.graphs import constants
 
-HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 HAS_TORCH_TENSORRT = importlib.util.find_spec("torch_tensorrt") is not None
 
 
@@ -33,15 +32,11 @@ STAGES = {"student.fp32.onnx": "onnx", "student.fp16.onnx": "onnx-fp16", "studen
 
 
 @pytest.fixture(scope="module")
-def artifacts(default_run: tuple, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The artifacts README command 1 built from its distilled student, side by side in one folder."""
+def artifacts(default_run: tuple) -> dict[str, Path]:
+    """The artifacts README command 1 built from its distilled student, by file name (IR .bin files included)."""
     run, _ = default_run
-    out = tmp_path_factory.mktemp("export")
-    for name, stage in STAGES.items():
-        for path in (run / stage).glob(Path(name).stem + ".*"):
-            if path.name.startswith(name) or path.suffix == ".bin":
-                shutil.copy(path, out / path.name)
-    return out
+    return {path.name: path for name, stage in STAGES.items() for path in (run / stage).glob(Path(name).stem + ".*")
+            if path.name.startswith(name) or path.suffix == ".bin"}
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +47,8 @@ def val_images(default_run: tuple) -> np.ndarray:
     return build_calibration_set(run / "data" / "builtin" / "val", info.preprocess, size=1200, seed=1).images
 
 
-def test_onnx_fp32_has_parity_with_pytorch_in_its_manifest(artifacts: Path) -> None:
-    manifest = _manifest(artifacts / "student.fp32.onnx")
+def test_onnx_fp32_has_parity_with_pytorch_in_its_manifest(artifacts: dict) -> None:
+    manifest = _manifest(artifacts["student.fp32.onnx"])
     parity = manifest["parity_vs_pytorch"]
     assert parity["max_abs"] < 1e-4 and parity["cosine"] > 0.999999 and "PyTorch" in parity["method"]
     assert manifest["opset"] >= 17 and manifest["input_shape"] == ["batch", 3, 64, 64]
@@ -79,8 +74,8 @@ _TOLERANCES = {("fp32", "fp32"): (1e-4, 0.999999, 1.0), ("fp16", "fp16"): (2e-1,
 
 
 @pytest.mark.parametrize(("name", "hint"), [("fp32", "f32"), ("fp16", "f16")])
-def test_openvino_float_irs_match_onnx(artifacts: Path, val_images: np.ndarray, name: str, hint: str) -> None:
-    xml = artifacts / f"student.{name}.xml"
+def test_openvino_float_irs_match_onnx(artifacts: dict, val_images: np.ndarray, name: str, hint: str) -> None:
+    xml = artifacts[f"student.{name}.xml"]
     assert xml.with_suffix(".bin").is_file()
     manifest = _manifest(xml)
     assert manifest["kind"] == "openvino" and manifest["precision"] == name
@@ -89,13 +84,13 @@ def test_openvino_float_irs_match_onnx(artifacts: Path, val_images: np.ndarray, 
     ran = _cpu_float_math(hint)
     # the row label is the precision that really ran (an FP16 IR on a CPU without FP16 math runs bf16)
     assert (runner.info.precision, runner.info.artifact_precision) == (ran, name), runner.info
-    ref = load_runner(artifacts / "student.fp32.onnx").run(val_images)
+    ref = load_runner(artifacts["student.fp32.onnx"]).run(val_images)
     agreement = compare_logits(ref, runner.run(val_images))
     max_abs, cosine, top1 = _TOLERANCES[(name, ran)]
     assert agreement.max_abs < max_abs and agreement.cosine > cosine and agreement.top1_agreement >= top1, (ran,
                                                                                                          agreement)
     if name == "fp16":  # compressed weights: about half the FP32 IR
-        assert xml.with_suffix(".bin").stat().st_size < 0.6 * (artifacts / "student.fp32.bin").stat().st_size
+        assert xml.with_suffix(".bin").stat().st_size < 0.6 * (artifacts["student.fp32.bin"]).stat().st_size
 
 
 def _int8_weighted_layers(onnx_path: Path) -> int:
@@ -103,10 +98,8 @@ def _int8_weighted_layers(onnx_path: Path) -> int:
     import onnx
 
     graph = onnx.load(str(onnx_path)).graph
-    constants = {i.name for i in graph.initializer}
-    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    dequantized_constants = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"
-                             and n.input[0] in constants}
+    known = constants(graph)
+    dequantized_constants = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in known}
     return sum(1 for n in graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and len(n.input) > 1
                and n.input[1] in dequantized_constants)
 
@@ -123,15 +116,15 @@ def _executed_precisions(xml: Path) -> dict[str, list[str]]:
     return found
 
 
-def test_openvino_int8_ir_executes_its_quantized_layers_in_int8(artifacts: Path) -> None:
+def test_openvino_int8_ir_executes_its_quantized_layers_in_int8(artifacts: dict) -> None:
     """Not just close to FP32 (an FP32 IR under an INT8 name would be closer): the compiled model runs one
     integer Convolution / FullyConnected per quantized layer of the Q/DQ graph it was converted from.
     Measured on the built-in student: 28 quantized layers -> 15 u8 Convolutions + 13 i8 FullyConnected."""
-    executed = _executed_precisions(artifacts / "student.int8.xml")
+    executed = _executed_precisions(artifacts["student.int8.xml"])
     integer = [p for kind in ("Convolution", "FullyConnected") for p in executed.get(kind, []) if p in ("i8", "u8")]
-    expected = _int8_weighted_layers(artifacts / "student.int8.onnx")
+    expected = _int8_weighted_layers(artifacts["student.int8.onnx"])
     assert expected >= 25 and len(integer) == expected, (expected, executed)
-    floats = _executed_precisions(artifacts / "student.fp32.xml")
+    floats = _executed_precisions(artifacts["student.fp32.xml"])
     assert not [p for kind in ("Convolution", "FullyConnected") for p in floats[kind] if p in ("i8", "u8")]
 
 
@@ -139,13 +132,13 @@ def test_openvino_int8_ir_executes_its_quantized_layers_in_int8(artifacts: Path)
 # Q/DQ ONNX in ONNX Runtime 0.9833 / 0.99738 -> 0.973 / 0.995 (~1 point, 12 images, below: other CPUs train
 # a slightly different student).
 @pytest.mark.parametrize(("name", "backend"), [("student.int8.xml", "openvino"), ("student.int8.onnx", "onnxruntime")])
-def test_int8_artifacts_agree_with_fp32(artifacts: Path, val_images: np.ndarray, name: str, backend: str) -> None:
-    xml = artifacts / name
+def test_int8_artifacts_agree_with_fp32(artifacts: dict, val_images: np.ndarray, name: str, backend: str) -> None:
+    path = artifacts[name]
     if backend == "openvino":
-        manifest = _manifest(xml)
+        manifest = _manifest(path)
         assert manifest["calibration"]["size"] == 300 and "images of" in manifest["parity_vs_onnx"]["method"]
-    ref = load_runner(artifacts / "student.fp32.onnx").run(val_images)
-    agreement = compare_logits(ref, load_runner(xml, backend=backend).run(val_images))
+    ref = load_runner(artifacts["student.fp32.onnx"]).run(val_images)
+    agreement = compare_logits(ref, load_runner(path, backend=backend).run(val_images))
     assert agreement.top1_agreement >= 0.973 and agreement.cosine >= 0.995, agreement
 
 
@@ -153,12 +146,12 @@ def test_int8_artifacts_agree_with_fp32(artifacts: Path, val_images: np.ndarray,
 # (OpenVINO, weights decompressed to f32), cosine 0.99999991, agreement 0.9992 -> 2e-2 / 0.99999 / 0.997;
 # INT8+FP16 vs INT8 cosine 0.99915, agreement 0.9900 -> 0.998 / 0.98.
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
-def test_fp16_graph_is_fp16_and_matches_fp32(artifacts: Path, val_images: np.ndarray, runtime: str) -> None:
+def test_fp16_graph_is_fp16_and_matches_fp32(artifacts: dict, val_images: np.ndarray, runtime: str) -> None:
     import onnx
 
     from coatnet_edge.export.fp16 import FP32_OPS
 
-    path = artifacts / "student.fp16.onnx"
+    path = artifacts["student.fp16.onnx"]
     model = onnx.load(str(path))
     dtype = {i.name: i.data_type for i in model.graph.initializer}
     weights = [n.input[1] for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and n.input[1] in dtype]
@@ -170,22 +163,22 @@ def test_fp16_graph_is_fp16_and_matches_fp32(artifacts: Path, val_images: np.nda
     assert {"LayerNormalization", "Softmax"} <= kept
     manifest = _manifest(path)
     assert manifest["precision"] == "fp16" and "TensorRT" in manifest["role"] and manifest["float32_nodes"]
-    ref = load_runner(artifacts / "student.fp32.onnx").run(val_images)
+    ref = load_runner(artifacts["student.fp32.onnx"]).run(val_images)
     agreement = compare_logits(ref, load_runner(path, backend=runtime, precision="fp32").run(val_images))
     assert agreement.max_abs < 2e-2 and agreement.cosine > 0.99999 and agreement.top1_agreement >= 0.997, agreement
 
 
-def test_int8_fp16_graph_keeps_its_quantizers_in_fp16(artifacts: Path, val_images: np.ndarray) -> None:
+def test_int8_fp16_graph_keeps_its_quantizers_in_fp16(artifacts: dict, val_images: np.ndarray) -> None:
     import onnx
     from onnx import numpy_helper
 
-    path = artifacts / "student.int8-fp16.onnx"
+    path = artifacts["student.int8-fp16.onnx"]
     model = onnx.load(str(path))
     assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 19
     scales = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     qdq = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert qdq and all(scales[n.input[1]].dtype == np.float16 for n in qdq if n.input[1] in scales)
-    int8 = load_runner(artifacts / "student.int8.onnx").run(val_images)
+    int8 = load_runner(artifacts["student.int8.onnx"]).run(val_images)
     agreement = compare_logits(int8, load_runner(path).run(val_images))
     assert agreement.cosine > 0.998 and agreement.top1_agreement >= 0.98, agreement
 
@@ -208,8 +201,8 @@ def test_dynamic_batch_program_covers_its_batch_range() -> None:
     assert (bounds.lower, bounds.upper) == (1, 16)
 
 
-def test_an_int8_onnx_can_be_exported_again_without_recalibrating(artifacts: Path, tmp_path: Path) -> None:
-    proc = run_cli("export", "--model", str(artifacts / "student.int8.onnx"), "--backend", "openvino",
+def test_an_int8_onnx_can_be_exported_again_without_recalibrating(artifacts: dict, tmp_path: Path) -> None:
+    proc = run_cli("export", "--model", str(artifacts["student.int8.onnx"]), "--backend", "openvino",
                    "--int8", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "student.int8.xml").is_file() and not list(tmp_path.glob("*.onnx"))
@@ -282,14 +275,14 @@ def test_network_flags_follow_the_installed_tensorrt(flags: dict, expected: int)
         tensorrt_major(SimpleNamespace(__version__="8.6.1"))
 
 
-def test_device_kit_carries_the_graph_that_states_the_precision(artifacts: Path, tmp_path: Path) -> None:
+def test_device_kit_carries_the_graph_that_states_the_precision(artifacts: dict, tmp_path: Path) -> None:
     from coatnet_edge.export.fp16 import graph_precision
     from coatnet_edge.export.tensorrt import write_device_kit
 
     for source, precision in (("fp32", "fp16"), ("int8", "int8"), ("int8", "int8+fp16")):
         folder = tmp_path / precision
         folder.mkdir()
-        kit = write_device_kit(artifacts / f"student.{source}.onnx", folder, precision, 32)
+        kit = write_device_kit(artifacts[f"student.{source}.onnx"], folder, precision, 32)
         assert graph_precision(kit["onnx"]) == precision
         script = kit["trtexec"].read_text()
         assert f"--onnx={kit['onnx'].name}" in script and "--stronglyTyped" in script and "--fp16" not in script
@@ -298,13 +291,13 @@ def test_device_kit_carries_the_graph_that_states_the_precision(artifacts: Path,
 
 @pytest.mark.skipif(not HAS_TENSORRT, reason="TensorRT is not installed (NVIDIA GPU machines: "
                                               "pip install 'coatnet-edge[tensorrt]'; Jetson: JetPack)")
-def test_tensorrt_engines_run_like_their_graphs(artifacts: Path, val_images: np.ndarray, tmp_path: Path) -> None:
+def test_tensorrt_engines_run_like_their_graphs(artifacts: dict, val_images: np.ndarray, tmp_path: Path) -> None:
     """Where TensorRT runs: FP16, INT8 and INT8+FP16 engines through the TensorRT runner, each against the very
     graph it was built from run in ONNX Runtime, at several batches inside the engine's profile."""
     from coatnet_edge.pipeline.export import export
 
-    for model, precision in (("builtin:student", "fp16"), (str(artifacts / "student.int8.onnx"), "int8"),
-                             (str(artifacts / "student.int8.onnx"), "int8+fp16")):
+    for model, precision in (("builtin:student", "fp16"), (str(artifacts["student.int8.onnx"]), "int8"),
+                             (str(artifacts["student.int8.onnx"]), "int8+fp16")):
         result = export(model, out=tmp_path / precision, backend="tensorrt", precision=precision, max_batch=16,
                         log=lambda s: None)
         assert result.artifact.suffix == ".engine" and result.manifest["engine"]["max_batch"] == 16

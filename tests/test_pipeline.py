@@ -6,7 +6,6 @@ timed runs) keeps each run to seconds while every library does its real work.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -21,9 +20,9 @@ from onnx import numpy_helper
 from safetensors.torch import load_file
 
 from coatnet_edge.pipeline.recipe import Recipe, load_recipe, recipe_toml
-from tests.conftest import run_cli
+from tests.conftest import HAS_TENSORRT, run_cli
+from tests.graphs import constants, qdq_nodes
 
-HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 TARGETS = ["onnx-fp32", "onnx-int8", "openvino-int8", "tensorrt-int8"]
 
 
@@ -176,6 +175,11 @@ def test_readme_shows_the_builtin_recipe_as_printed() -> None:
     assert "```toml\n" + recipe_toml() + "```" in readme
 
 
+# measured (AMD EPYC Zen4), built-in student, 240 val images, 1 QAT epoch: ONNX Runtime 0.9833 / cosine 0.99707,
+# OpenVINO 0.9792 / 0.99720 -> 0.9625 (4 flips below the lower) / 0.995
+QAT_AGREEMENT, QAT_COSINE = 0.9625, 0.995
+
+
 def test_recipe_with_qat_through_the_cli(tiny_dataset: Path, tmp_path: Path) -> None:
     """QAT as a recipe stage on the trained built-in student: standard signed Q/DQ, a checkpoint, the history
     with its PTQ start, and both runtimes within the measured agreement."""
@@ -207,12 +211,9 @@ runs = 3
     int8 = tmp_path / "out" / "quantize" / "builtin_student.int8.onnx"
     graph = onnx.load(str(int8)).graph
     assert {n.domain for n in graph.node} <= {"", "ai.onnx"}
-    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    constants.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
-                      if n.op_type == "Constant"})
-    qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
-    assert len(qdq) > 50 and all(constants[n.input[2]].dtype == np.int8 and not constants[n.input[2]].any()
-                                 for n in qdq)
+    values = constants(graph)
+    qdq = qdq_nodes(graph)
+    assert len(qdq) > 50 and all(values[n.input[2]].dtype == np.int8 and not values[n.input[2]].any() for n in qdq)
     quant = json.loads(int8.with_name(int8.name + ".manifest.json").read_text())["quantization"]
     assert quant["method"] == "qat" and quant["engine"] == "nncf-torch" and quant["qat"]["epochs"] == 1
     assert [h["epoch"] for h in quant["history"]] == [0, 1] and Path(quant["checkpoint"]).is_file()
@@ -221,8 +222,3 @@ runs = 3
     assert set(int8_rows) == {"onnxruntime", "openvino"} and int8_rows["openvino"]["images"] == 240
     for row in int8_rows.values():
         assert row["vs_reference_top1_agreement"] >= QAT_AGREEMENT and row["vs_reference_cosine"] >= QAT_COSINE, row
-
-
-# measured (AMD EPYC Zen4), built-in student, 240 val images, 1 QAT epoch: ONNX Runtime 0.9833 / cosine 0.99707,
-# OpenVINO 0.9792 / 0.99720 -> 0.9625 (4 flips below the lower) / 0.995
-QAT_AGREEMENT, QAT_COSINE = 0.9625, 0.995

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
 
 from coatnet_edge.calibration.ptq import PtqSettings, quantize_onnx
 from coatnet_edge.data.sampling import build_calibration_set
@@ -16,6 +15,7 @@ from coatnet_edge.export.onnx import export_onnx
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.models.checkpoint import load_checkpoint
 from coatnet_edge.runtime import load_runner
+from tests.graphs import constants, dequantized_inputs, qdq_nodes
 
 # Measured (AMD EPYC Zen4) on 240 val images (one flip 0.42 %): ONNX Runtime 0.9833 / cosine 0.99739, OpenVINO 0.9750 /
 # 0.99727 -> 0.9625 (3 flips below the lower) / 0.995. quantize's own check on 24 calibration images: cosine 0.99942.
@@ -39,9 +39,8 @@ def test_only_standard_qdq_with_zero_points_0_and_per_channel_weights(quantized:
     graph = onnx.load(str(int8)).graph
     assert {n.domain for n in graph.node} <= {"", "ai.onnx"}
     assert not any("FakeQuantize" in n.op_type for n in graph.node)
-    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    values.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"})
-    qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    values = constants(graph)
+    qdq = qdq_nodes(graph)
     assert qdq
     for node in qdq:
         zero_point = values[node.input[2]]
@@ -51,19 +50,13 @@ def test_only_standard_qdq_with_zero_points_0_and_per_channel_weights(quantized:
     assert weight_dq and all(values[n.input[1]].size > 1 for n in weight_dq)  # per output channel
 
 
-def _dequantized_inputs(graph: onnx.GraphProto) -> dict[str, int]:
-    """Node name -> how many of its inputs a DequantizeLinear produces, read from the written graph."""
-    produced_by = {out: n.op_type for n in graph.node for out in n.output}
-    return {n.name: sum(produced_by.get(i) == "DequantizeLinear" for i in n.input) for n in graph.node}
-
-
 def test_hybrid_scheme_leaves_attention_norms_and_head_pool_float_in_the_written_graph(quantized: tuple) -> None:
     """Read from the INT8 file itself: in S3-S4 (the attention stages) LayerNorm, Softmax, the residual adds
     and GELU's arithmetic read float tensors, as does the head's pool; the conv stages' convs and the
     attention MatMuls read quantized ones (the scheme is a split, not "all float")."""
     _, int8, _ = quantized
     graph = onnx.load(str(int8)).graph
-    dq = _dequantized_inputs(graph)
+    dq = dequantized_inputs(graph)
     attention = [n for n in graph.node if n.name.startswith(("/stages/stages.3/", "/stages/stages.4/"))]
     kept_float = [n.name for n in attention if n.op_type in ("LayerNormalization", "Softmax", "Add", "Erf")]
     kept_float += [n.name for n in graph.node if n.op_type == "ReduceMean" and not n.name.startswith("/stages/")]
@@ -132,10 +125,7 @@ def test_same_seed_and_images_give_the_same_scales(quantized: tuple, tiny_datase
     again = quantize_onnx(fp32, calib, PtqSettings(preset="tensorrt", scheme="hybrid")).model
 
     def scales(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-        found = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer if "scale" in i.name}
-        found.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node
-                      if n.op_type == "Constant" and "scale" in n.output[0]})
-        return found
+        return {name: value for name, value in constants(model.graph).items() if "scale" in name}
 
     first, second = scales(onnx.load(str(int8))), scales(again)
     assert first and first.keys() == second.keys()

@@ -14,12 +14,7 @@ from coatnet_edge.calibration.sensitivity import onnx_logits
 from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.models.checkpoint import load_checkpoint
-
-
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    values.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"})
-    return values
+from tests.graphs import constants, qdq_nodes
 
 
 def test_signed_rewrite_handles_constants_shared_between_quantizers() -> None:
@@ -47,7 +42,7 @@ def test_signed_rewrite_handles_constants_shared_between_quantizers() -> None:
     before = onnx_logits(model, x)
     assert to_signed_int8(model) == 2
     onnx.checker.check_model(model)
-    values = _constants(model.graph)
+    values = constants(model.graph)
     for node in model.graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             assert values[node.input[2]].dtype == np.int8
@@ -91,8 +86,8 @@ def test_qat_onnx_is_standard_signed_qdq_that_runs_like_its_torch_model(dark_cal
     result, checked = dark_calibration_qat
     graph = result.model.graph
     assert {n.domain for n in graph.node} <= {"", "ai.onnx"}
-    values = _constants(graph)
-    qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    values = constants(graph)
+    qdq = qdq_nodes(graph)
     assert len(qdq) > 50
     assert all(values[n.input[2]].dtype == np.int8 and not values[n.input[2]].any() for n in qdq)
     # the exported graph keeps what training reached
