@@ -62,11 +62,6 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 _BACKGROUND: dict[str, object] = {}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that read README command 1's run go last, so the run overlaps every other test (stable order)."""
-    items.sort(key=lambda item: "default_run" in getattr(item, "fixturenames", ()))
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start README command 1 in its own process as soon as a collected test needs it.
 
