@@ -9,7 +9,9 @@ timm is an optional extra: ``pip install 'coatnet-edge[timm]'``.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +81,31 @@ def load_timm_model(spec: TimmSpec) -> tuple[nn.Module, PreprocessConfig]:
         head = next((v for k, v in state.items() if k.endswith("head.fc.weight")), None)
         num_classes = int(head.shape[0]) if head is not None else None
     kwargs = {"num_classes": num_classes} if num_classes is not None else {}
+    image_size = trained_image_size(state, spec.weights) if state is not None else None
+    if image_size is not None:
+        kwargs["img_size"] = image_size
     model = timm.create_model(spec.name, pretrained=False, **kwargs)
     if state is not None:
         load_weights(model, state, source=spec.weights)
-    return model.eval(), timm_preprocess(model)
+    preprocess = timm_preprocess(model)
+    if image_size is not None:  # timm's pretrained config still says 224: the weights say otherwise
+        preprocess = dataclasses.replace(preprocess, image_size=image_size)
+    return model.eval(), preprocess
+
+
+def trained_image_size(state: dict[str, Any], source: Path | None) -> int | None:
+    """The input size a timm CoAtNet's weights were trained at, from its relative-position tables.
+
+    Their size is fixed by the input: the first attention stage (stride 16) holds a ((2 w - 1)^2, heads)
+    table for a w x w feature map, so a model fine-tuned at 64 or 384 px cannot be built at 224 (timm's
+    default) and load. ``None`` where the weights hold no such table (MLP position biases, no attention).
+    """
+    table = next((v for k, v in state.items() if k.startswith("stages.2.")
+                  and k.endswith("relative_position_bias_table")), None)
+    if table is None:
+        return None
+    side = math.isqrt(int(table.shape[0]))
+    if side * side != table.shape[0] or side % 2 == 0:
+        raise CoatnetEdgeError(f"the relative-position tables ({tuple(table.shape)}) fit no input size", path=source,
+                               fix="pass the weights of a timm CoAtNet as its training script saved them")
+    return 16 * (side + 1) // 2
