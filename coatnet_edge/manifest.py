@@ -48,6 +48,13 @@ class Manifest:
             raise CoatnetEdgeError("the manifest records no input shape", fix="re-export the artifact")
         return int(self.input_shape[-1])
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one input image (1 channel for grayscale models)."""
+        if not self.input_shape:
+            raise CoatnetEdgeError("the manifest records no input shape", fix="re-export the artifact")
+        return tuple(int(v) for v in self.input_shape[-3:])  # type: ignore[return-value]
+
 
 def manifest_path_for(artifact: str | Path) -> Path:
     artifact = Path(artifact)

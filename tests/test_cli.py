@@ -34,7 +34,7 @@ def test_info_of_checkpoint_and_errors(tmp_path: Path) -> None:
     path = save_checkpoint(model, tmp_path / "m.safetensors", class_names=["a", "b", "c"])
     proc = run_cli("info", str(path))
     assert proc.returncode == 0, proc.stderr
-    assert "coatnet_pico, 3 classes, input 64x64" in proc.stdout and "classes: a, b, c" in proc.stdout
+    assert "coatnet_pico, 3 classes, input 3x64x64" in proc.stdout and "classes: a, b, c" in proc.stdout
 
     path.write_bytes(path.read_bytes()[:100])
     assert_one_line_error(run_cli("info", str(path)), str(path), "fix:")

@@ -18,7 +18,8 @@ from tests.conftest import REPO
 
 timm = pytest.importorskip("timm")
 
-from coatnet_edge.models.timm_source import load_timm_model, parse_timm_source, timm_preprocess  # noqa: E402
+from coatnet_edge.models.source import load_model  # noqa: E402
+from coatnet_edge.models.timm_source import parse_timm_source, timm_preprocess  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,6 @@ def test_weights_trained_at_another_size_load_at_that_size(size: int, tmp_path: 
     weights' tables, the model built at it, and the preprocessing follows."""
     from safetensors.torch import save_file
 
-    from coatnet_edge.models.source import load_model
-
     torch.manual_seed(size)
     original = timm.create_model("coatnet_nano_rw_224", pretrained=False, num_classes=3, img_size=size).eval()
     path = tmp_path / "w.safetensors"
@@ -70,7 +69,8 @@ def test_weights_trained_at_another_size_load_at_that_size(size: int, tmp_path: 
 
 def test_timm_model_loads_from_local_weights_with_its_class_count(nano_weights: tuple) -> None:
     path, original = nano_weights
-    model, pre = load_timm_model(parse_timm_source("timm:coatnet_nano_rw_224", weights=path))
+    loaded = load_model("timm:coatnet_nano_rw_224", weights=path)
+    model, pre = loaded.net, loaded.preprocess
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(model(x), original(x))
@@ -101,7 +101,7 @@ def test_unknown_timm_name_suggests_close_names() -> None:
 def test_weights_of_another_architecture_name_the_first_mismatched_keys(nano_weights: tuple) -> None:
     path, _ = nano_weights
     with pytest.raises(CoatnetEdgeError, match="weights do not match") as err:
-        load_timm_model(parse_timm_source("timm:coatnet_pico_rw_224", weights=path))
+        load_model("timm:coatnet_pico_rw_224", weights=path)
     assert str(path) in str(err.value) and "first:" in str(err.value)
 
 
@@ -109,7 +109,7 @@ def test_pickled_checkpoint_is_refused(tmp_path: Path) -> None:
     pickled = tmp_path / "model.pth"
     torch.save({"model": torch.nn.Linear(2, 2)}, pickled)  # a module object, not tensors
     with pytest.raises(CoatnetEdgeError, match="refused to unpickle"):
-        load_timm_model(parse_timm_source("timm:coatnet_nano_rw_224", weights=pickled))
+        load_model("timm:coatnet_nano_rw_224", weights=pickled)
 
 
 def test_timm_missing_names_the_extra() -> None:

@@ -75,15 +75,15 @@ class QatResult:
     ignored: list[str] = field(default_factory=list)
 
 
-def torch_hybrid_float_nodes(model: nn.Module, image_size: int, attention_stages: str = r"^/stages/stages\.[34]/"
-                             ) -> list[str]:
+def torch_hybrid_float_nodes(model: nn.Module, image_size: int, attention_stages: str = r"^/stages/stages\.[34]/",
+                             in_chans: int = 3) -> list[str]:
     r"""NNCF torch node names the hybrid scheme keeps in float (as ``ptq.hybrid_float_nodes``; the ONNX
     stage regex ``^/stages/stages\.[34]/`` becomes NNCF's ``^stages/[34]/``)."""
     stages = re.compile(attention_stages.replace("/stages/stages\\.", "stages/").replace("^/", "^"))
     from nncf.torch.function_hook import wrap_model
     from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
 
-    graph = build_nncf_graph(wrap_model(copy.deepcopy(model)), torch.zeros(1, 3, image_size, image_size))
+    graph = build_nncf_graph(wrap_model(copy.deepcopy(model)), torch.zeros(1, in_chans, image_size, image_size))
     return [n.node_name for n in graph.get_all_nodes()
             if (stages.match(n.node_name) and n.node_type in _TORCH_FLOAT_IN_ATTENTION)
             or (n.node_type == "mean" and not n.node_name.startswith("stages/"))]
@@ -100,8 +100,8 @@ def fake_quantize(model: nn.Module, calib: ImageSample, settings: PtqSettings) -
     nncf.set_log_level(logging.WARNING)
     student = copy.deepcopy(model).eval()
     size = calib.preprocess.image_size
-    ignored = torch_hybrid_float_nodes(student, size, settings.attention_stages) if settings.scheme == "hybrid" \
-        else []
+    ignored = torch_hybrid_float_nodes(student, size, settings.attention_stages, calib.preprocess.channels) \
+        if settings.scheme == "hybrid" else []
     dataset = nncf.Dataset([torch.from_numpy(b) for b in calib.batches(1)])
     quantized = nncf.quantize(
         student, dataset, subset_size=len(calib),
@@ -151,7 +151,7 @@ def qat(model: nn.Module, calib: ImageSample, train_set: ImageFolder, *, setting
                 functools.partial(_epoch_loader, dataset, config), train_mode=_train_mode)
     run_epochs(student, optimizer, loop, monitor)
     student.eval()
-    onnx_model = export_qat_onnx(student, calib.preprocess.image_size)
+    onnx_model = export_qat_onnx(student, calib.preprocess.image_size, calib.preprocess.channels)
     if settings.preset == "tensorrt":
         to_signed_int8(onnx_model)
     return QatResult(onnx_model, monitor.history, monitor.checkpoint, ignored)
@@ -227,20 +227,20 @@ def save_qat_checkpoint(model: nn.Module, path: Path, extra: dict[str, Any]) -> 
     return path
 
 
-def export_qat_onnx(model: nn.Module, image_size: int) -> Any:
+def export_qat_onnx(model: nn.Module, image_size: int, in_chans: int = 3) -> Any:
     """Strip NNCF's quantizers to torch-native fake-quant and export to Q/DQ ONNX (in memory)."""
     import tempfile
 
     import nncf
     import onnx
 
-    example = torch.zeros(1, 3, image_size, image_size)
+    example = torch.zeros(1, in_chans, image_size, image_size)
     try:
         native = nncf.strip(model, do_copy=True, strip_format=nncf.StripFormat.NATIVE, example_input=example)
     except ModuleNotFoundError as err:
         raise MissingDependencyError(err.name or "torchao", hint="pip install torchao (NNCF's QAT export needs it)") \
             from None
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(native, Path(tmp) / "qat.onnx", image_size=image_size)
+        path = export_onnx(native, Path(tmp) / "qat.onnx", image_size=image_size, in_chans=in_chans)
         return onnx.load(str(path))
 

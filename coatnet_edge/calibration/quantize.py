@@ -34,7 +34,8 @@ from coatnet_edge.export.onnx import TENSORRT_GRAPH_ROLE, export_fp32_onnx
 from coatnet_edge.export.parity import artifact_parity
 from coatnet_edge.manifest import write_manifest
 from coatnet_edge.measure.evaluate import evaluate_pair, load_eval_data
-from coatnet_edge.models.source import load_model
+from coatnet_edge.models.source import load_model, source_summary
+from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.progress import progress_bar
 
 CHECK_IMAGES = 64
@@ -63,8 +64,8 @@ class _Inputs:
 
 def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, options: QuantizeOptions | None = None,
              eval_dir: str | Path | None = None, train_dir: str | Path | None = None, qat_config: Any = None,
-             weights: str | Path | None = None, num_classes: int | None = None, log: Log = print,
-             **option_overrides: Any) -> QuantizeResult:
+             weights: str | Path | None = None, num_classes: int | None = None,
+             source_options: SourceOptions | None = None, log: Log = print, **option_overrides: Any) -> QuantizeResult:
     """Quantize a checkpoint to INT8 Q/DQ ONNX (``OUT/<name>.int8.onnx``) beside its FP32 ONNX.
 
     ``options`` (or its fields as keywords: ``method``, ``preset``, ``scheme``, ``calib_size``,
@@ -72,13 +73,16 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, optio
     with distillation from the FP32 model. ``max_drop`` (top-1 points on a labeled ``eval_dir``,
     disagreement with FP32 on an unlabeled one) returns the most sensitive layers to float until it
     holds; ``sensitivity`` writes the per-layer ranking (CSV + PNG) without a budget. ``model`` may be
-    ``timm:<name>`` with ``weights`` (and ``num_classes``).
+    ``timm:<name>`` with ``weights`` (and ``num_classes``), a timm training checkpoint or a Hugging Face
+    folder; ``source_options`` override what the source says (input size, EMA, preprocessing).
     """
     opts = QuantizeOptions.from_kwargs(**{**(options.to_dict() if options else {}), **option_overrides})
     if opts.max_drop is not None and eval_dir is None:
         raise CoatnetEdgeError("--max-drop needs evaluation images to measure the drop on",
                                fix="add --eval-dir DIR (labeled: top-1 drop; unlabeled: agreement with FP32)")
-    inputs = _check_inputs(model, calib_dir, eval_dir, train_dir, opts, weights, num_classes)
+    inputs = _check_inputs(model, calib_dir, eval_dir, train_dir, opts,
+                           (source_options or SourceOptions()).merged(weights=weights, num_classes=num_classes))
+    log(f"model: {source_summary(inputs.loaded)}")
     out = ensure_output_dir(out)  # only once the inputs are known good
     fp32_path, fp32_record = export_fp32_onnx(inputs.loaded, out, log=lambda line: None)
     fp32_model = onnx.load(str(fp32_path))
@@ -102,9 +106,8 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, optio
 
 
 def _check_inputs(model: str | Path, calib_dir: str | Path, eval_dir: str | Path | None,
-                  train_dir: str | Path | None, opts: QuantizeOptions, weights: str | Path | None,
-                  num_classes: int | None) -> _Inputs:
-    loaded = load_model(model, weights=weights, num_classes=num_classes)
+                  train_dir: str | Path | None, opts: QuantizeOptions, source_options: SourceOptions) -> _Inputs:
+    loaded = load_model(model, source_options)
     settings = PtqSettings(preset=opts.preset, scheme=opts.scheme, smooth_quant=opts.smooth_quant,
                            ignored_patterns=opts.ignored_patterns, attention_stages=loaded.attention_stages)
     evalset = None

@@ -13,6 +13,7 @@ from coatnet_edge.cli.options import library_option, model_source_options, path_
 from coatnet_edge.cli.output import echo_lines
 from coatnet_edge.cli.quantize import quantization_options, quantize_inputs
 from coatnet_edge.measure.summary import export_lines
+from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.pipeline.export import export as run_export
 from coatnet_edge.runtime import registry
 
@@ -41,8 +42,8 @@ def _precision_flags(func: Any) -> Any:
 
 @click.command()
 @click.option("--model", "model", required=True,
-              help="Checkpoint (.safetensors, builtin:student, ...), timm:<name> with --weights, or for --int8 an "
-                   "INT8 .onnx from `quantize`.")
+              help="Checkpoint (.safetensors, builtin:student, ...), timm:<name> with --weights, a timm training "
+                   "checkpoint (.pth.tar), a Hugging Face folder, or for --int8 an INT8 .onnx from `quantize`.")
 @model_source_options
 @library_option(run_export, "backend", type=click.Choice(registry.export_names()), help="Target runtime.")
 @_precision_flags
@@ -54,7 +55,7 @@ def _precision_flags(func: Any) -> Any:
 @library_option(run_export, "workspace_mib", help="TensorRT builder workspace limit.")
 @quantization_options(calib_required=False)
 @path_option("--out", "out_dir", required=True, help="Folder for the artifact and its manifest.")
-def export(model: str, weights: Path | None, num_classes: int | None, backend: str, precision: str, batch: int,
+def export(model: str, source_options: SourceOptions, backend: str, precision: str, batch: int,
            dynamic_batch: bool, max_batch: int, device: str, workspace_mib: int, out_dir: Path,
            **values: Any) -> None:
     """Export a model for one backend, check it where it runs, and write its manifest.
@@ -71,5 +72,5 @@ def export(model: str, weights: Path | None, num_classes: int | None, backend: s
     options = inputs.pop("options")  # the export verb takes the quantize options as keywords
     result = run_export(model, out=out_dir, backend=backend, precision=precision, batch=batch,
                         dynamic_batch=dynamic_batch, max_batch=max_batch, device=device, workspace_mib=workspace_mib,
-                        weights=weights, num_classes=num_classes, log=click.echo, **inputs, **options.to_dict())
+                        source_options=source_options, log=click.echo, **inputs, **options.to_dict())
     echo_lines(export_lines(result.artifact, backend, precision, result.manifest, result.extra_files))

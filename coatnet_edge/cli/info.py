@@ -1,4 +1,4 @@
-"""``coatnet-edge models`` and ``coatnet-edge info``: the CoAtNet variants, and what a checkpoint holds."""
+"""``coatnet-edge models`` and ``coatnet-edge info``: the CoAtNet variants, and what a model source holds."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ from pathlib import Path
 
 import click
 
-from coatnet_edge.cli.options import library_option, path_option
+from coatnet_edge.cli.options import library_option, model_source_options, path_option
 from coatnet_edge.cli.output import echo_lines, echo_table
-from coatnet_edge.measure.summary import MACS_NOTE, checkpoint_lines, variants_table
+from coatnet_edge.measure.summary import MACS_NOTE, source_lines, variants_table
 from coatnet_edge.models.checkpoint import load_checkpoint
 from coatnet_edge.models.config import CoAtNetConfig, check_image_size
 from coatnet_edge.models.profile import profile_config, profile_model
 from coatnet_edge.models.registry import get_variant, list_variants
+from coatnet_edge.models.source import LoadedModel, load_model
+from coatnet_edge.models.source_options import SourceOptions
 
 
 @click.command()
@@ -27,9 +29,25 @@ def models(image_size: int, num_classes: int) -> None:
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path(path_type=Path))
-@path_option("--config", default=None, help="JSON config for a bare .pt/.pth state dict.")
-def info(checkpoint: Path, config: Path | None) -> None:
-    """Show what a checkpoint holds: variant, classes, input size, preprocessing, size."""
-    model, meta = load_checkpoint(checkpoint, config=config)
-    echo_lines(checkpoint_lines(checkpoint, meta, profile_model(model)))
+@click.argument("model")
+@path_option("--config", default=None, help="JSON config for a bare .pt/.pth state dict of our CoAtNet.")
+@model_source_options
+def info(model: str, config: Path | None, source_options: SourceOptions) -> None:
+    """Show what a model source holds and where each fact was read: architecture, classes, input size and
+    channels, weights (EMA or not), preprocessing with its origin, parameters and MACs.
+
+    \b
+    Examples:
+      coatnet-edge info ft.safetensors
+      coatnet-edge info output/train/model_best.pth.tar --ema      # timm train.py checkpoint
+      coatnet-edge info hf_folder/                                 # timm save_for_hf
+      coatnet-edge info timm:coatnet_0_rw_224 --weights ft.safetensors
+    """
+    if config is not None:
+        net, meta = load_checkpoint(model, config=config)
+        loaded = LoadedModel(net, meta.preprocess, net.cfg.name, Path(model), class_names=list(meta.class_names),
+                             provenance={"format": "state dict + --config", "preprocess_from": "--config"})
+    else:
+        loaded = load_model(model, source_options)
+    pre = loaded.preprocess
+    echo_lines(source_lines(model, loaded, profile_model(loaded.net, pre.image_size, pre.channels)))

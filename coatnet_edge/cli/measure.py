@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from coatnet_edge.atomic import write_json_atomic
-from coatnet_edge.cli.options import BatchSizes, library_option, path_option, stack
+from coatnet_edge.cli.options import BatchSizes, library_option, path_option, source_options, stack
 from coatnet_edge.cli.output import echo_files, echo_table
 from coatnet_edge.measure.benchmark import SCHEMA as BENCHMARK_SCHEMA
 from coatnet_edge.measure.benchmark import benchmark as run_benchmark
@@ -27,6 +27,7 @@ from coatnet_edge.measure.summary import (
     prediction_line,
     report_table,
 )
+from coatnet_edge.models.source_options import SourceOptions
 
 
 def _timing_options(timer: Any) -> Any:
@@ -51,7 +52,14 @@ def _data_options(func: Any) -> Any:
 
 
 def _reference_weights(func: Any) -> Any:
-    return path_option("--reference-weights", default=None, help="Local weights of a timm:<name> reference.")(func)
+    """--reference-weights, and how to read the reference (--image-size, --ema, --mean ...: ``SourceOptions``)."""
+    return stack(path_option("--reference-weights", default=None, help="Local weights of a timm:<name> reference."),
+                 source_options(weights=False, what="--reference"))(func)
+
+
+def _given(options: SourceOptions) -> SourceOptions | None:
+    """None when no option was set (the reference is read as it is; a checkpoint's header is enough)."""
+    return None if options == SourceOptions() else options
 
 
 @click.command()
@@ -62,7 +70,7 @@ def _reference_weights(func: Any) -> Any:
 @_reference_weights
 @path_option("--json", "json_out", default=None, help="Also write the rows here.")
 def evaluate(artifacts: tuple[str, ...], data: Path, reference: str | None, reference_weights: Path | None,
-             limit: int | None, unlabeled: bool, json_out: Path | None) -> None:
+             source_options: SourceOptions, limit: int | None, unlabeled: bool, json_out: Path | None) -> None:
     """Top-1/top-5 of artifacts on a folder and their agreement with the FP32 reference.
 
     \b
@@ -70,7 +78,8 @@ def evaluate(artifacts: tuple[str, ...], data: Path, reference: str | None, refe
       coatnet-edge evaluate art/m.int8.onnx art/m.int8.xml --data val/ --reference m.safetensors
     """
     rows = run_evaluate(list(artifacts), data=data, reference=reference, limit=limit,
-                        labeled=False if unlabeled else None, reference_weights=reference_weights)
+                        labeled=False if unlabeled else None, reference_weights=reference_weights,
+                        reference_options=_given(source_options))
     echo_table(evaluation_table(rows, data))
     if json_out:
         write_json_atomic(json_out, evaluation_document(rows, data))
@@ -102,7 +111,8 @@ def benchmark(artifacts: tuple[str, ...], out_file: Path, **timing: Any) -> None
 @_data_options
 @_timing_options(run_compare)
 @path_option("--out", "out_dir", required=True, help="Report folder.")
-def compare(reference: str, reference_weights: Path | None, artifacts: tuple[str, ...], data: Path,
+def compare(reference: str, reference_weights: Path | None, source_options: SourceOptions, artifacts: tuple[str, ...],
+            data: Path,
             limit: int | None, unlabeled: bool, out_dir: Path, **timing: Any) -> None:
     """Evaluate and time the reference and every artifact in one run: table (md/csv/json) + plot (png).
 
@@ -112,7 +122,8 @@ def compare(reference: str, reference_weights: Path | None, artifacts: tuple[str
           --data val/ --out report/
     """
     result = run_compare(reference, list(artifacts), data=data, out=out_dir, limit=limit,
-                         labeled=False if unlabeled else None, reference_weights=reference_weights, **timing)
+                         labeled=False if unlabeled else None, reference_weights=reference_weights,
+                         reference_options=_given(source_options), **timing)
     echo_table(report_table(result.rows, f"comparison vs {reference} (speed-up: reference p50 / p50, same run)"))
     echo_files(result.files)
 

@@ -8,6 +8,7 @@ a choice, ``bool`` a flag, ``tuple[X, ...]`` a repeatable option, ``X | None`` a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import types
 import typing
@@ -27,8 +28,8 @@ def library_option(owner: Any, name: str, *decls: str, **attrs: Any) -> Decorato
     if default is inspect.Parameter.empty:
         raise TypeError(f"{owner.__qualname__}: '{name}' has no default to offer the CLI")
     inferred = _click_type(typing.get_type_hints(owner)[name])
-    return click.option(*(decls or (f"--{name.replace('_', '-')}",)), default=default,
-                        **{"show_default": True, **inferred, **attrs})
+    return click.option(*(decls or (f"--{name.replace('_', '-')}",)),
+                        **{"default": default, "show_default": True, **inferred, **attrs})
 
 
 def _click_type(hint: Any) -> dict[str, Any]:
@@ -76,12 +77,63 @@ def path_option(*decls: str, **attrs: Any) -> Decorator:
     return click.option(*decls, type=click.Path(path_type=Path), **attrs)
 
 
-def model_source_options(func: F) -> F:
-    """--weights / --num-classes: what a ``timm:<name>`` model source needs."""
-    return stack(path_option("--weights", default=None,
-                             help="Local weights for --model timm:<name> (.safetensors, or a .pth state dict)."),
-                 click.option("--num-classes", type=int, default=None,
-                              help="Classes of the fine-tuned head (default: read from --weights)."))(func)
+SOURCE_HELP = {
+    "weights": "Local weights for --model timm:<name> (.safetensors, a .pth state dict or timm's .pth.tar).",
+    "num_classes": "Classes of the fine-tuned head (default: read from the checkpoint or its weights).",
+    "image_size": "Input size the model was trained at (timm: built at it; default: read from the checkpoint's "
+                  "args / config.json, else from its relative-position tables).",
+    "ema": "Load a timm training checkpoint's EMA weights (state_dict_ema) instead of state_dict.",
+    "mean": "Normalization mean the model was trained with, e.g. 0.5,0.5,0.5 (one value for grayscale).",
+    "std": "Normalization std, e.g. 0.5,0.5,0.5 (one value for grayscale).",
+    "crop_pct": "Center-crop fraction of timm's eval transform (resize to size / crop_pct, then crop).",
+    "interpolation": "Resize interpolation.",
+}
+
+
+def source_options(*, weights: bool = True, what: str = "") -> Decorator:
+    """``SourceOptions``' fields as options (``--image-size --ema --mean --std --crop-pct --interpolation`` and,
+    with ``weights``, ``--weights --num-classes``), handed to the command as one ``source_options`` argument.
+
+    Unset options are read from the model source; ``what`` says which argument they apply to in ``--help``.
+    """
+    from coatnet_edge.models.source_options import SourceOptions
+
+    names = [f.name for f in dataclasses.fields(SourceOptions) if weights or f.name not in ("weights", "num_classes")]
+
+    def option(name: str) -> Decorator:
+        attrs: dict[str, Any] = {"help": SOURCE_HELP[name] + (f" Applies to {what}." if what else "")}
+        if name in ("mean", "std"):
+            attrs.update(type=FloatList(), multiple=False, default=None, show_default=False)
+        if name == "weights":
+            attrs.update(type=click.Path(path_type=Path))
+        return library_option(SourceOptions, name, **attrs)
+
+    def bundle(func: F) -> F:
+        @functools.wraps(func)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in names}
+            values["mean"], values["std"] = values["mean"] or (), values["std"] or ()
+            return func(*args, source_options=SourceOptions(**values), **kwargs)
+        return stack(*map(option, names))(command)  # type: ignore[return-value]
+
+    return bundle
+
+
+model_source_options = source_options()
+
+
+class FloatList(click.ParamType):
+    """Numbers as a comma-separated list (``0.5,0.5,0.5``), given back as a tuple of floats."""
+
+    name = "floats"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[float, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return tuple(float(v) for v in str(value).split(",") if v.strip())
+        except ValueError:
+            self.fail(f"'{value}' is not a comma-separated list of numbers (e.g. 0.5,0.5,0.5)", param, ctx)
 
 
 class BatchSizes(click.ParamType):

@@ -23,6 +23,7 @@ from coatnet_edge.cli.options import (
 )
 from coatnet_edge.cli.output import echo_lines, echo_table
 from coatnet_edge.measure.summary import int8_evaluation_table, quantize_lines
+from coatnet_edge.models.source_options import SourceOptions
 
 QUANTIZE_HELP = {
     "method": "ptq: NNCF post-training quantization of the ONNX graph (seconds); qat: NNCF quantization-aware "
@@ -67,11 +68,12 @@ def quantize_inputs(values: dict[str, Any]) -> dict[str, Any]:
 
 @click.command()
 @click.option("--model", "model", required=True,
-              help="Checkpoint (.safetensors, builtin:student, ...) or timm:<name> with --weights.")
+              help="Checkpoint (.safetensors, builtin:student, ...), timm:<name> with --weights, a timm training "
+                   "checkpoint (.pth.tar) or a Hugging Face folder (config.json + model.safetensors).")
 @model_source_options
 @quantization_options(calib_required=True)
 @path_option("--out", "out_dir", required=True, help="Folder for the FP32 and INT8 ONNX files and their manifests.")
-def quantize(model: str, weights: Path | None, num_classes: int | None, out_dir: Path, **values: Any) -> None:
+def quantize(model: str, source_options: SourceOptions, out_dir: Path, **values: Any) -> None:
     """INT8 quantization (NNCF PTQ or QAT) to a Q/DQ ONNX file that ONNX Runtime, OpenVINO and
     TensorRT all run. Writes OUT/<name>.fp32.onnx, OUT/<name>.int8.onnx and their manifests.
 
@@ -80,8 +82,10 @@ def quantize(model: str, weights: Path | None, num_classes: int | None, out_dir:
       coatnet-edge quantize --model ft.safetensors --calib-dir images/ --out int8/
       coatnet-edge quantize --model ft.safetensors --calib-dir train/ --eval-dir val/ --max-drop 0.3 --out int8/
       coatnet-edge quantize --model ft.safetensors --calib-dir train/ --method qat --qat-epochs 3 --out int8/
+      coatnet-edge quantize --model output/train/model_best.pth.tar --calib-dir images/ --out int8/   # timm train.py
+      coatnet-edge quantize --model hf_folder/ --calib-dir images/ --out int8/   # timm save_for_hf
     """
-    result = run_quantize(model, out=out_dir, weights=weights, num_classes=num_classes, log=click.echo,
+    result = run_quantize(model, out=out_dir, source_options=source_options, log=click.echo,
                           **quantize_inputs(values))
     echo_lines(quantize_lines(result.int8_onnx, result.manifest))
     table = int8_evaluation_table(result.manifest)

@@ -40,8 +40,10 @@ class PreprocessConfig:
     image_size: int = 224
     crop_pct: float = 0.875
     interpolation: str = "bicubic"
-    mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
-    std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
+    mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN
+    std: tuple[float, ...] = IMAGENET_DEFAULT_STD
+    channels: int = 3  # 1: grayscale ('L', as timm loads images for in_chans=1 models), one mean/std value
+
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -55,8 +57,10 @@ class PreprocessConfig:
             raise _config_error(
                 f"unknown interpolation {self.interpolation!r}", f"use one of {', '.join(INTERPOLATIONS)}"
             )
-        mean = _triple("mean", self.mean)
-        std = _triple("std", self.std)
+        if self.channels not in (1, 3):
+            raise _config_error(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels!r}", "e.g. channels=3")
+        mean = _per_channel("mean", self.mean, self.channels)
+        std = _per_channel("std", self.std, self.channels)
         if not all(s > 0 for s in std):
             raise _config_error(f"std values must be > 0, got {std}", "e.g. std=(0.229, 0.224, 0.225)")
         object.__setattr__(self, "crop_pct", float(crop))
@@ -68,6 +72,11 @@ class PreprocessConfig:
     def resize_size(self) -> int:
         """Shorter side before the center crop; exactly timm's eval ``scale_size``."""
         return math.floor(self.image_size / self.crop_pct)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one preprocessed image: what models and exported graphs take."""
+        return (self.channels, self.image_size, self.image_size)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
@@ -109,16 +118,16 @@ def _config_error(message: str, fix: str) -> CoatnetEdgeError:
     return CoatnetEdgeError(f"invalid preprocessing config: {message}", fix=fix)
 
 
-def _triple(name: str, value: Any) -> tuple[float, float, float]:
+def _per_channel(name: str, value: Any, channels: int) -> tuple[float, ...]:
     try:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         out = ()
-    if len(out) != 3 or not all(math.isfinite(v) for v in out):
-        raise _config_error(
-            f"{name} must be 3 finite numbers (R, G, B), got {value!r}", f"e.g. {name}=(0.5, 0.5, 0.5)"
-        )
-    return out  # type: ignore[return-value]
+    if len(out) != channels or not all(math.isfinite(v) for v in out):
+        what, example = ("3 finite numbers (R, G, B)", "(0.5, 0.5, 0.5)") if channels == 3 else \
+            ("1 finite number (grayscale)", "(0.5,)")
+        raise _config_error(f"{name} must be {what}, got {value!r}", f"e.g. {name}={example}")
+    return out
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -205,12 +214,15 @@ def _decode_error(path: Path, exc: Exception) -> CoatnetEdgeError:
 
 
 def preprocess_image(img: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
-    """Resize shorter side, center crop, normalize: float32 CHW (3, S, S), C-contiguous.
+    """Resize shorter side, center crop, normalize: float32 CHW (C, S, S), C-contiguous.
 
     Same numbers as timm's eval transform on a PIL image (torchvision's Resize/CenterCrop rules,
-    PIL's antialiased resampling, float32 ``(x / 255 - mean) / std``).
+    PIL's antialiased resampling, float32 ``(x / 255 - mean) / std``); 1-channel configs take Pillow's
+    luma ('L'), as timm's loader does for ``in_chans=1`` models.
     """
     img = to_rgb(img)
+    if cfg.channels == 1:
+        img = img.convert("L")
     w, h = img.size
     short = cfg.resize_size
     # torchvision: new_long = int(size * long / short)
@@ -221,8 +233,12 @@ def preprocess_image(img: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
 
 
 def normalize(img: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
-    """8-bit RGB image -> float32 CHW ``(x / 255 - mean) / std`` (shared by eval and training transforms)."""
+    """8-bit RGB (or 'L') image -> float32 CHW ``(x / 255 - mean) / std`` (shared by eval and training transforms)."""
+    if cfg.channels == 1 and img.mode != "L":
+        img = img.convert("L")
     arr = np.asarray(img, dtype=np.uint8).astype(np.float32) / np.float32(255.0)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
     arr = (arr - np.asarray(cfg.mean, dtype=np.float32)) / np.asarray(cfg.std, dtype=np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
@@ -231,7 +247,7 @@ def _center_crop(img: Image.Image, size: int) -> Image.Image:
     w, h = img.size
     if size > w or size > h:
         # torchvision pads with zeros first; unreachable with crop_pct <= 1, kept for parity
-        canvas = Image.new("RGB", (max(w, size), max(h, size)), (0, 0, 0))
+        canvas = Image.new(img.mode, (max(w, size), max(h, size)), 0)
         canvas.paste(img, ((size - w) // 2 if size > w else 0, (size - h) // 2 if size > h else 0))
         img = canvas
         w, h = img.size
@@ -241,13 +257,13 @@ def _center_crop(img: Image.Image, size: int) -> Image.Image:
 
 
 def preprocess_file(path: str | Path, cfg: PreprocessConfig) -> np.ndarray:
-    """``load_image`` + ``preprocess_image``: float32 (3, S, S)."""
+    """``load_image`` + ``preprocess_image``: float32 (C, S, S)."""
     return preprocess_image(load_image(path), cfg)
 
 
 def preprocess_batch(paths: Iterable[str | Path], cfg: PreprocessConfig) -> np.ndarray:
-    """Stack files into float32 NCHW; an empty list gives shape (0, 3, S, S)."""
+    """Stack files into float32 NCHW; an empty list gives shape (0, C, S, S)."""
     arrays = [preprocess_file(p, cfg) for p in paths]
     if not arrays:
-        return np.empty((0, 3, cfg.image_size, cfg.image_size), dtype=np.float32)
+        return np.empty((0, *cfg.input_shape), dtype=np.float32)
     return np.stack(arrays)

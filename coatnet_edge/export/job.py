@@ -39,6 +39,10 @@ class ExportJob:
         return self.source.image_size
 
     @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.source.image_shape
+
+    @property
     def stem(self) -> str:
         return model_stem(self.onnx_path)
 

@@ -74,18 +74,19 @@ def export_fp32_onnx(loaded: Any, out: str | Path, *, batch: int = 1, dynamic_ba
                      log: Any = print) -> tuple[Path, dict[str, Any]]:
     """``OUT/<name>.fp32.onnx`` with its manifest, parity against PyTorch measured and logged."""
     out = ensure_output_dir(out)
-    size = loaded.preprocess.image_size
+    channels, size, _ = shape = loaded.preprocess.input_shape
     path = export_onnx(loaded.net, out / f"{loaded.stem}.fp32.onnx", image_size=size, batch_size=batch,
-                       dynamic_batch=dynamic_batch)
-    parity = torch_parity(loaded.net, path, size)
+                       dynamic_batch=dynamic_batch, in_chans=channels)
+    parity = torch_parity(loaded.net, path, shape)
     log(f"{path}: ONNX Runtime vs PyTorch max |diff| {parity['max_abs']:.2e}, cosine {parity['cosine']:.7f} "
         f"({parity['method']})")
     source = loaded.source_file
     record = {"kind": "onnx", "precision": "fp32",
               "source": {"checkpoint": str(source) if source else None,
-                         "sha256": sha256_file(source) if source else None, "variant": loaded.variant},
+                         "sha256": sha256_file(source) if source else None, "variant": loaded.variant,
+                         "read": loaded.provenance},
               "variant": loaded.variant, "preprocess": loaded.preprocess.to_dict(), "class_names": loaded.class_names,
-              "opset": _opset(path), "input_shape": ["batch" if dynamic_batch else batch, 3, size, size],
+              "opset": _opset(path), "input_shape": ["batch" if dynamic_batch else batch, *shape],
               "parity_vs_pytorch": parity}
     write_manifest(path, record)
     return path, record
@@ -106,7 +107,7 @@ def write_mixed_fp16(job: ExportJob) -> ExportOutput:
     path = job.artifact_path(".onnx")
     with atomic_path(path) as tmp:
         onnx.save(converted, str(tmp))
-    images = parity_images(job.source, job.image_size)
+    images = parity_images(job.source, job.image_shape)
     parity = artifact_parity(job.onnx_path, path, images, job.precision, backend="onnxruntime", device="CPU")
     details = {"opset": _opset(path), "float32_nodes": float32_nodes(converted), "role": TENSORRT_GRAPH_ROLE,
                "conversion": "onnxconverter-common float16, float32 I/O, float32 kept for: " + ", ".join(FP32_OPS)}

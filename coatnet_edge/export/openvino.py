@@ -56,6 +56,6 @@ def export_openvino(onnx_path: str | Path, xml_path: str | Path, *, precision: s
 def export_artifact(job: ExportJob) -> ExportOutput:
     """The IR of ``job``'s graph, with its parity against that graph in ONNX Runtime."""
     xml = export_openvino(job.onnx_path, job.artifact_path(".xml"), precision=job.precision, device=job.device)
-    parity = artifact_parity(job.onnx_path, xml, parity_images(job.source, job.image_size), job.precision,
+    parity = artifact_parity(job.onnx_path, xml, parity_images(job.source, job.image_shape), job.precision,
                              backend="openvino", device=job.device)
     return ExportOutput(xml, [xml.with_suffix(".bin")], parity, {"device": job.device})

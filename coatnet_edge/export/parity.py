@@ -17,7 +17,7 @@ from coatnet_edge.runtime import load_runner
 PARITY_IMAGES = 8
 
 
-def parity_images(source: Manifest | None, size: int) -> tuple[np.ndarray, str]:
+def parity_images(source: Manifest | None, shape: tuple[int, int, int]) -> tuple[np.ndarray, str]:
     """Real images for INT8 parity (the first files of the calibration folder, when it is still there);
     seeded N(0,1) inputs otherwise (fine for float parity, off-distribution for INT8 ranges)."""
     root = source.calibration_root if source else None
@@ -25,15 +25,15 @@ def parity_images(source: Manifest | None, size: int) -> tuple[np.ndarray, str]:
         paths = sorted(scan_folder(root, verify=False).paths)[:PARITY_IMAGES]
         pre = PreprocessConfig.from_dict(source.preprocess)
         return preprocess_batch(paths, pre), f"the first {len(paths)} images of {root}"
-    images = np.random.default_rng(0).standard_normal((PARITY_IMAGES, 3, size, size)).astype(np.float32)
+    images = np.random.default_rng(0).standard_normal((PARITY_IMAGES, *shape)).astype(np.float32)
     return images, f"{PARITY_IMAGES} seeded N(0,1) inputs"
 
 
-def torch_parity(net: Any, onnx_path: Path, size: int) -> dict[str, Any]:
+def torch_parity(net: Any, onnx_path: Path, shape: tuple[int, int, int]) -> dict[str, Any]:
     """The ONNX file in ONNX Runtime vs the PyTorch module it was exported from."""
     import torch  # NOTE: lazy; the rest of this module is what a torch-free export of an ONNX needs
 
-    images, what = parity_images(None, size)
+    images, what = parity_images(None, shape)
     with torch.no_grad():
         ref = net.eval()(torch.from_numpy(images)).numpy()
     agreement = compare_logits(ref, load_runner(onnx_path).run(images))

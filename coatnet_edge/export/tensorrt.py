@@ -43,6 +43,7 @@ class EngineOptions:
     opt_batch: int = 1
     max_batch: int = 1
     image_size: int = 224
+    channels: int = 3
     input_name: str = "images"
     workspace_mib: int = 2048
     timing_cache: Path | None = None
@@ -56,7 +57,7 @@ class EngineOptions:
                                    f"min <= opt <= max", fix="e.g. --batch 8 or --dynamic-batch")
 
     def shape(self, batch: int) -> tuple[int, int, int, int]:
-        return (batch, 3, self.image_size, self.image_size)
+        return (batch, self.channels, self.image_size, self.image_size)
 
 
 def tensorrt_major(trt: object) -> int:
@@ -159,7 +160,7 @@ NOT_CHECKED = {"method": "not run: TensorRT artifacts are checked by `coatnet-ed
 def engine_options(job: ExportJob) -> EngineOptions:
     return EngineOptions(precision=job.precision, min_batch=1 if job.dynamic_batch else job.batch,
                          opt_batch=job.batch, max_batch=job.max_batch if job.dynamic_batch else job.batch,
-                         image_size=job.image_size, workspace_mib=job.workspace_mib,
+                         image_size=job.image_size, channels=job.image_shape[0], workspace_mib=job.workspace_mib,
                          timing_cache=job.out / "timing.cache")
 
 
@@ -207,7 +208,8 @@ def write_device_kit(onnx_path: Path, folder: Path, precision: str, max_batch: i
     else:
         write_manifest(graph, {**carried(source.record), "kind": "onnx", "precision": precision,
                                "from_onnx": {"path": onnx_path.name, "sha256": sha256_file(onnx_path)}})
-    options = EngineOptions(precision=precision, max_batch=max_batch, image_size=source.image_size)
+    options = EngineOptions(precision=precision, max_batch=max_batch, image_size=source.image_size,
+                            channels=source.image_shape[0])
     stem, tag = model_stem(onnx_path), file_tag(precision)
     script = write_trtexec_script(folder / f"{stem}.{tag}.trtexec.sh", graph.name, f"{stem}.{tag}.engine", options,
                                   tensorrt)

@@ -20,6 +20,7 @@ import numpy as np
 
 from coatnet_edge.environment import describe_environment
 from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.progress import progress_bar
 from coatnet_edge.runtime import load_runner
 from coatnet_edge.runtime.artifact import artifact_profile, artifact_role, artifact_size
@@ -81,10 +82,12 @@ def time_runner(runner: Any, batch: np.ndarray, *, warmup: int = 10, runs: int |
 
 def benchmark(artifacts: list[str | Path], *, batches: tuple[int, ...] = (1,), threads: int | None = None,
               warmup: int = 10, runs: int | None = 50, seconds: float | None = None,
-              weights: dict[str, str | Path] | None = None) -> dict[str, Any]:
+              weights: dict[str, str | Path] | None = None,
+              source_options: dict[str, SourceOptions] | None = None) -> dict[str, Any]:
     """Time every artifact at every batch size; returns the ``coatnet-edge/benchmark/v1`` document.
 
-    ``weights`` maps a ``timm:<name>`` source to its local weights file.
+    ``weights`` maps a ``timm:<name>`` source to its local weights file, ``source_options`` a model source
+    to what ``load_model`` should read it with.
     """
     if not artifacts:
         raise CoatnetEdgeError("nothing to benchmark", fix="name at least one artifact")
@@ -94,11 +97,12 @@ def benchmark(artifacts: list[str | Path], *, batches: tuple[int, ...] = (1,), t
     rng = np.random.default_rng(0)
     with progress_bar("benchmark") as bar:
         for done, item in enumerate(artifacts, 1):
-            extra = {"weights": weights[str(item)]} if weights and str(item) in weights else {}
-            pre, _ = artifact_profile(item, extra.get("weights"))
+            extra = {"weights": (weights or {}).get(str(item)), "source_options": (source_options or {}).get(str(item))}
+            extra = {k: v for k, v in extra.items() if v is not None}
+            pre, _ = artifact_profile(item, extra.get("weights"), extra.get("source_options"))
             runner = load_runner(item, threads=threads, **extra)
             for batch_size in batches:
-                batch = rng.standard_normal((batch_size, 3, pre.image_size, pre.image_size)).astype(np.float32)
+                batch = rng.standard_normal((batch_size, *pre.input_shape)).astype(np.float32)
                 stats = time_runner(runner, batch, warmup=warmup, runs=runs, seconds=seconds)
                 results.append({"artifact": str(item), **runner.info.to_dict(), "batch": batch_size,
                                 "role": artifact_role(item),

@@ -18,6 +18,7 @@ from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.data.sampling import ImageSample, build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.metrics import compare_logits
+from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.progress import progress_bar
 from coatnet_edge.runtime import load_runner
 from coatnet_edge.runtime.artifact import artifact_profile, artifact_size
@@ -40,16 +41,18 @@ def load_eval_data(data: str | Path, preprocess: PreprocessConfig, class_names: 
 
 def evaluate(artifacts: list[str | Path], *, data: str | Path, reference: str | Path | None = None,
              limit: int | None = None, batch_size: int = 64, threads: int | None = None,
-             labeled: bool | None = None, reference_weights: str | Path | None = None) -> list[dict[str, Any]]:
+             labeled: bool | None = None, reference_weights: str | Path | None = None,
+             reference_options: SourceOptions | None = None) -> list[dict[str, Any]]:
     """One row per artifact (reference first when given): accuracy and agreement with the reference.
 
     ``labeled=False`` treats a class-folder tree as unlabeled images (agreement metrics only);
-    ``reference_weights`` go with a ``timm:<name>`` reference.
+    ``reference_weights`` go with a ``timm:<name>`` reference; ``reference_options`` say how to read it.
     """
     items = ([reference] if reference is not None else []) + [a for a in artifacts if a != reference]
     if not items:
         raise CoatnetEdgeError("nothing to evaluate", fix="name at least one artifact")
-    profiles = [artifact_profile(a, reference_weights if a == reference else None) for a in items]
+    profiles = [artifact_profile(a, reference_weights, reference_options) if a == reference else artifact_profile(a)
+                for a in items]
     preprocess, class_names = profiles[0]
     for item, (pre, _) in zip(items[1:], profiles[1:], strict=True):
         if pre.to_dict() != preprocess.to_dict():
@@ -59,7 +62,8 @@ def evaluate(artifacts: list[str | Path], *, data: str | Path, reference: str | 
     rows, ref_logits = [], None
     with progress_bar("evaluate") as bar:
         for done, item in enumerate(items, 1):
-            extra = {"weights": reference_weights} if item == reference and reference_weights else {}
+            extra = {"weights": reference_weights, "source_options": reference_options} if item == reference else {}
+            extra = {k: v for k, v in extra.items() if v is not None}
             runner = load_runner(item, threads=threads, **extra)
             logits = run_batches(runner, dataset.images, batch_size)
             if dataset.labels is not None and logits.shape[1] != len(dataset.classes):

@@ -20,6 +20,7 @@ from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.measure.benchmark import SCHEMA as BENCHMARK_SCHEMA
 from coatnet_edge.measure.benchmark import benchmark, device_label, read_results
 from coatnet_edge.measure.evaluate import evaluate
+from coatnet_edge.models.source_options import SourceOptions
 
 COMPARISON_SCHEMA = "coatnet-edge/comparison/v1"
 COLUMNS = ["device", "artifact", "backend", "precision", "top1", "agreement", "cosine", "sqnr_db", "size_mb",
@@ -35,17 +36,19 @@ class Report:
 def compare(reference: str | Path, artifacts: list[str | Path], *, data: str | Path, out: str | Path,
             batches: tuple[int, ...] = (1,), threads: int | None = None, warmup: int = 10, runs: int | None = 50,
             seconds: float | None = None, limit: int | None = None, labeled: bool | None = None,
-            reference_weights: str | Path | None = None, skipped: list[dict[str, str]] | None = None) -> Report:
+            reference_weights: str | Path | None = None, reference_options: SourceOptions | None = None,
+            skipped: list[dict[str, str]] | None = None) -> Report:
     """Evaluate + benchmark the reference and the artifacts; write the table (md/csv/json) and plot (png).
 
     ``skipped`` lists targets that could not be built here (``backend``, ``precision``, ``reason``):
     they appear in the table as "skipped: reason" rather than silently missing.
     """
     accuracy = evaluate(artifacts, data=data, reference=reference, limit=limit, threads=threads, labeled=labeled,
-                        reference_weights=reference_weights)
+                        reference_weights=reference_weights, reference_options=reference_options)
     items = [reference] + [a for a in artifacts if a != reference]
     timing = benchmark(items, batches=batches, threads=threads, warmup=warmup, runs=runs, seconds=seconds,
-                       weights={str(reference): reference_weights} if reference_weights else None)
+                       weights={str(reference): reference_weights} if reference_weights else None,
+                       source_options={str(reference): reference_options} if reference_options else None)
     doc = {"schema": COMPARISON_SCHEMA, "created": timing["created"], "environment": timing["environment"],
            "method": {**timing["method"], "accuracy": f"{accuracy[0]['images']} images of {data}",
                       "reference": str(reference), "speedup": "reference p50 / artifact p50, same batch, same run"},

@@ -136,14 +136,25 @@ def variants_table(profiles: Iterable[tuple[Any, Any]], image_size: int, num_cla
                    f"{prof.gmacs:.3f}"] for cfg, prof in profiles])
 
 
-def checkpoint_lines(path: str | Path, meta: Any, profile: Any) -> list[str]:
-    """What a checkpoint holds (its ``CheckpointMeta``) and its measured size."""
-    cfg = meta.model
-    lines = [f"{path}: {cfg.name}, {cfg.num_classes} classes, input {cfg.image_size}x{cfg.image_size}, "
-             f"{profile.params_m:.2f} M params, {profile.gmacs:.3f} GMACs",
-             f"preprocess: {meta.preprocess.to_dict()}"]
-    if meta.class_names:
-        lines.append(f"classes: {', '.join(meta.class_names)}")
+def source_lines(path: str | Path, loaded: Any, profile: Any) -> list[str]:
+    """What a model source holds (a ``LoadedModel``), where each fact was read, and its measured size."""
+    pre, record = loaded.preprocess, loaded.provenance
+    classes = record.get("num_classes") or (len(loaded.class_names) or None)
+    lines = [f"{path}: {loaded.variant}, {classes or '?'} classes, input {pre.channels}x{pre.image_size}x"
+             f"{pre.image_size}, {profile.params_m:.2f} M params, {profile.gmacs:.3f} GMACs"]
+    if record.get("format"):
+        lines.append(f"format: {record['format']}")
+    for fact in ("architecture", "weights_key", "num_classes", "image_size", "channels"):
+        if record.get(fact) is not None:
+            origin = record.get(f"{fact}_from")
+            lines.append(f"{fact.replace('_key', '')}: {record[fact]}" + (f" (from {origin})" if origin else ""))
+    origin = record.get("preprocess_from")
+    for key, value in pre.to_dict().items():
+        where = record.get(f"{key}_from") if key in ("image_size", "channels") else \
+            origin.get(key) if isinstance(origin, dict) else origin
+        lines.append(f"preprocess.{key}: {value}" + (f" (from {where})" if where else ""))
+    if loaded.class_names:
+        lines.append(f"classes: {', '.join(loaded.class_names)}")
     return lines
 
 

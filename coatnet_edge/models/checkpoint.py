@@ -2,13 +2,12 @@
 
 One file holds everything needed to rebuild the model and its preprocessing, so the two can never
 drift apart. Nothing is ever unpickled: ``.pt``/``.pth`` files are read only through
-``torch.load(weights_only=True)`` and then need a config from ``--config``.
+``torch.load(weights_only=True)`` (see ``training_checkpoint``) and then need a config from ``--config``.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,10 @@ from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.models.builtin import resolve_source
 from coatnet_edge.models.coatnet import CoAtNet
 from coatnet_edge.models.config import CoAtNetConfig
+from coatnet_edge.models.training_checkpoint import is_pickle_file, read_pickled_checkpoint
 
 FORMAT = "coatnet-edge/checkpoint/v1"
 _META_KEY = "coatnet_edge"
-_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 
 @dataclass
@@ -106,21 +105,10 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as err:
             raise CoatnetEdgeError(f"not a readable safetensors file ({_first_line(err)})", path=path,
                                    fix="re-download or re-save the checkpoint; it may be truncated") from None
-    if path.suffix not in _PICKLE_SUFFIXES:
+    if not is_pickle_file(path):
         raise CoatnetEdgeError(f"unknown checkpoint type '{path.suffix}'", path=path,
-                               fix="use a .safetensors file (or a .pt/.pth state dict)")
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:
-        detail = _first_line(err)
-        if isinstance(err, pickle.UnpicklingError) or "weights only" in str(err).lower():
-            raise CoatnetEdgeError("refused to unpickle: the file holds Python objects beyond tensors, and "
-                                   "loading them could run arbitrary code", path=path,
-                                   fix="re-save it as safetensors (safetensors.torch.save_file(model.state_dict()"
-                                       ", 'model.safetensors')) where it was made") from None
-        raise CoatnetEdgeError(f"cannot read checkpoint ({detail})", path=path,
-                               fix="the file may be truncated or not a PyTorch checkpoint") from None
-    return _unwrap_state_dict(obj, path)
+                               fix="use a .safetensors file (or a .pt/.pth state dict, or timm's .pth.tar)")
+    return read_pickled_checkpoint(path).state
 
 
 def load_checkpoint(path: str | Path, *, config: str | Path | dict[str, Any] | None = None,
@@ -174,17 +162,6 @@ def _safetensors_metadata(path: Path) -> dict[str, str]:
     except (SafetensorError, OSError, ValueError) as err:
         raise CoatnetEdgeError(f"not a readable safetensors file ({_first_line(err)})", path=path,
                                fix="re-download or re-save the checkpoint; it may be truncated") from None
-
-
-def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    for key in ("state_dict", "model", "model_state_dict", "ema"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CoatnetEdgeError("checkpoint is not a state dict of tensors", path=path,
-                               fix="save model.state_dict(), ideally as safetensors")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
 def _existing(path: str | Path) -> Path:

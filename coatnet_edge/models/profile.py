@@ -50,13 +50,13 @@ def count_macs(model: nn.Module, image_size: int, in_chans: int = 3) -> int:
     return counter.get_total_flops() // 2
 
 
-def profile_model(model: nn.Module, image_size: int | None = None) -> ModelProfile:
+def profile_model(model: nn.Module, image_size: int | None = None, in_chans: int = 3) -> ModelProfile:
     """Profile a built model; a CoAtNet is re-built on the meta device so no real compute runs."""
     cfg = getattr(model, "cfg", None)
     if cfg is not None and hasattr(cfg, "depths"):
         return profile_config(cfg if image_size is None else cfg.replace(image_size=image_size))
     size = image_size or 224
-    return ModelProfile(count_parameters(model), count_macs(model, size), size)
+    return ModelProfile(count_parameters(model), count_macs(model, size, in_chans), size)
 
 
 def profile_config(cfg: CoAtNetConfig) -> ModelProfile:

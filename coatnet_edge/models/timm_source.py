@@ -1,7 +1,8 @@
-"""Bring-your-own timm CoAtNet: ``timm:<name>`` + local weights, never a download.
+"""Bring-your-own timm CoAtNet: ``timm:<name>`` + local weights, a timm training checkpoint or a Hugging
+Face folder (see ``training_checkpoint``), never a download.
 
-The model is built with ``pretrained=False`` and the user's weights loaded strictly (safetensors, or a
-``.pth`` state dict through ``torch.load(weights_only=True)``); its preprocessing comes from the timm
+The model is built with ``pretrained=False`` at the size its weights were trained at, and the weights
+loaded strictly; its preprocessing is what the user or their training tool stated, else the timm
 model's pretrained config (input size, interpolation, crop_pct, mean/std), converted to ours so
 calibration, evaluation and the torch-free predictor see exactly what timm's eval transform gives.
 timm is an optional extra: ``pip install 'coatnet-edge[timm]'``.
@@ -9,10 +10,8 @@ timm is an optional extra: ``pip install 'coatnet-edge[timm]'``.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,9 @@ from torch import nn
 
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
-from coatnet_edge.models.checkpoint import load_state_dict, load_weights
+from coatnet_edge.models.checkpoint import load_weights
+from coatnet_edge.models.source_options import USER, SourceOptions, resolve_preprocess
+from coatnet_edge.models.training_checkpoint import TrainedWeights
 
 PREFIX = "timm:"
 # Which top-level modules of timm's MaxxVit-based CoAtNets are convolution and which attention:
@@ -32,13 +33,6 @@ def is_timm_source(source: str | Path) -> bool:
     return str(source).startswith(PREFIX)
 
 
-@dataclass(frozen=True)
-class TimmSpec:
-    name: str
-    weights: Path | None
-    num_classes: int | None
-
-
 def _import_timm():
     try:
         import timm
@@ -47,8 +41,8 @@ def _import_timm():
     return timm
 
 
-def parse_timm_source(source: str, *, weights: str | Path | None = None, num_classes: int | None = None) -> TimmSpec:
-    """``timm:coatnet_0_rw_224`` -> a checked spec; unknown names get the closest timm names suggested."""
+def parse_timm_source(source: str) -> str:
+    """``timm:coatnet_0_rw_224`` -> the checked timm name; unknown names get the closest timm names suggested."""
     name = source.removeprefix(PREFIX).strip()
     timm = _import_timm()
     known = timm.list_models()
@@ -57,9 +51,7 @@ def parse_timm_source(source: str, *, weights: str | Path | None = None, num_cla
             difflib.get_close_matches(name, timm.list_models("*coatnet*"), n=3, cutoff=0.3)
         hint = f"did you mean: {', '.join(close)}" if close else "see timm.list_models('*coatnet*')"
         raise CoatnetEdgeError(f"timm has no model '{name}'", fix=hint)
-    if num_classes is not None and num_classes < 1:
-        raise CoatnetEdgeError(f"--num-classes must be >= 1, got {num_classes}", fix="e.g. --num-classes 10")
-    return TimmSpec(name, Path(weights) if weights is not None else None, num_classes)
+    return name
 
 
 def timm_preprocess(model: nn.Module) -> PreprocessConfig:
@@ -72,25 +64,93 @@ def timm_preprocess(model: nn.Module) -> PreprocessConfig:
                             std=tuple(cfg.get("std", (0.229, 0.224, 0.225))))
 
 
-def load_timm_model(spec: TimmSpec) -> tuple[nn.Module, PreprocessConfig]:
-    """Build ``spec.name`` without downloading, load ``spec.weights`` strictly, eval mode."""
+def load_timm_model(name: str, trained: TrainedWeights | None, options: SourceOptions
+                    ) -> tuple[nn.Module, PreprocessConfig, dict[str, Any]]:
+    """Build timm's ``name`` without downloading, load the weights strictly, eval mode.
+
+    Classes, input size and channels come from ``options``, else from what the training tool wrote
+    (``trained``), else from the weights' shapes; preprocessing likewise over timm's pretrained config.
+    Returns the model, its preprocessing and where each fact came from (kept in manifests, shown by ``info``).
+    """
     timm = _import_timm()
-    state = load_state_dict(spec.weights) if spec.weights is not None else None
-    num_classes = spec.num_classes
+    where = trained.weights_file if trained is not None else None
+    state = trained.state if trained is not None else None
+    origin = dict(trained.origin) if trained is not None else {}
+    kwargs: dict[str, Any] = dict(trained.model_args) if trained is not None else {}
+    num_classes = options.num_classes or (trained.num_classes if trained is not None else None)
+    origin["num_classes"] = USER if options.num_classes else origin.get("num_classes", "head weights")
     if num_classes is None and state is not None:
         head = next((v for k, v in state.items() if k.endswith("head.fc.weight")), None)
         num_classes = int(head.shape[0]) if head is not None else None
-    kwargs = {"num_classes": num_classes} if num_classes is not None else {}
-    image_size = trained_image_size(state, spec.weights) if state is not None else None
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    stem = state.get("stem.conv1.weight") if state is not None else None
+    if stem is not None and stem.ndim == 4:
+        kwargs["in_chans"] = int(stem.shape[1])
+        origin["in_chans"] = "stem.conv1 weights"
+    image_size = _image_size(state, trained, options, origin, where)
     if image_size is not None:
         kwargs["img_size"] = image_size
-    model = timm.create_model(spec.name, pretrained=False, **kwargs)
+    model = timm.create_model(name, pretrained=False, **kwargs)
     if state is not None:
-        load_weights(model, state, source=spec.weights)
-    preprocess = timm_preprocess(model)
-    if image_size is not None:  # timm's pretrained config still says 224: the weights say otherwise
-        preprocess = dataclasses.replace(preprocess, image_size=image_size)
-    return model.eval(), preprocess
+        load_weights(model, state, source=where)
+    pretrained = timm_preprocess(model)
+    channels = int(kwargs.get("in_chans", 3))
+    data = trained.data_config if trained is not None else {}
+    preprocess, pre_origin = resolve_preprocess(
+        pretrained, f"timm pretrained_cfg of {name}", [(data, origin), (options.preprocess_overrides(), {})],
+        image_size=image_size or pretrained.image_size, channels=channels)
+    record = {"format": trained.format if trained is not None else "timm:<name>" + (" (random weights)"
+                                                                                   if state is None else ""),
+              "architecture": name, "architecture_from": origin.get("architecture", "timm:<name>"),
+              "weights_key": trained.weights_key if trained is not None else None,
+              "ema": options.ema, "num_classes": num_classes, "num_classes_from": origin["num_classes"],
+              "image_size": preprocess.image_size,
+              "image_size_from": origin.get("image_size", f"timm pretrained_cfg of {name}"),
+              "channels": channels, "channels_from": origin.get("in_chans", "timm default (RGB)"),
+              "preprocess_from": pre_origin}
+    return model.eval(), preprocess, record
+
+
+def _image_size(state: dict[str, Any] | None, trained: TrainedWeights | None, options: SourceOptions,
+                origin: dict[str, str], where: Path | None) -> int | None:
+    """The input size to build at: asked for, else recorded by the training tool, else read off the weights."""
+    fitted = trained_image_size(state, where) if state is not None else None
+    recorded = trained.image_size if trained is not None else None
+    if options.image_size is not None:
+        asked, origin["image_size"] = options.image_size, USER
+    elif recorded is not None:
+        asked = recorded
+    elif fitted is not None:
+        origin["image_size"] = "relative-position tables of the weights"
+        return fitted
+    else:
+        return None
+    if fitted is not None and asked != fitted:
+        said = "--image-size" if origin["image_size"] == USER else origin["image_size"]
+        raise CoatnetEdgeError(f"{said} {asked} fits none of the weights' relative-position tables (they were "
+                               f"trained at {fitted} px)", path=where,
+                               fix=f"pass --image-size {fitted}, or leave it out: it is read from the weights")
+    return asked
+
+
+def is_timm_coatnet(name: str) -> bool:
+    """timm's CoAtNets (``coatnet_*``, ``coatnext_*``): the MaxxVit-based models this toolkit deploys."""
+    return name.startswith(("coatnet", "coatnext")) or name == "test_coatnet"
+
+
+def check_timm_architecture(name: str, where: Path) -> None:
+    """``name`` (from a checkpoint or config.json) is a CoAtNet timm knows, or a one-line error naming the file."""
+    timm = _import_timm()
+    if name not in timm.list_models():
+        close = difflib.get_close_matches(name, timm.list_models("*coatne*"), n=3, cutoff=0.4)
+        hint = f"did you mean: {', '.join(close)}" if close else "see timm.list_models('*coatnet*')"
+        raise CoatnetEdgeError(f"names the architecture '{name}', which this timm ({timm.__version__}) does not "
+                               "have", path=where, fix=f"{hint}; or upgrade timm")
+    if not is_timm_coatnet(name):
+        raise CoatnetEdgeError(f"'{name}' is not a CoAtNet: coatnet-edge deploys CoAtNets (timm coatnet_*/"
+                               "coatnext_*, or its own)", path=where,
+                               fix="pass the checkpoint of a CoAtNet, e.g. one trained with --model coatnet_0_rw_224")
 
 
 def trained_image_size(state: dict[str, Any], source: Path | None) -> int | None:

@@ -26,6 +26,7 @@ from coatnet_edge.export.qdq_rules import check_qdq
 from coatnet_edge.hashing import sha256_file
 from coatnet_edge.manifest import Manifest, read_manifest, write_manifest
 from coatnet_edge.models.source import load_model
+from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.runtime import registry
 from coatnet_edge.runtime.registry import Backend
 
@@ -40,17 +41,20 @@ class ExportResult:
 def export(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", precision: str = "fp32",
            calib_dir: str | Path | None = None, batch: int = 1, dynamic_batch: bool = True, max_batch: int = 32,
            device: str = "CPU", workspace_mib: int = 2048, weights: str | Path | None = None,
-           num_classes: int | None = None, log: Any = print, **quantize_options: Any) -> ExportResult:
+           num_classes: int | None = None, source_options: SourceOptions | None = None, log: Any = print,
+           **quantize_options: Any) -> ExportResult:
     """Export ``model`` for ``backend`` at ``precision`` into ``out``; returns the artifact and its manifest.
 
     ``model`` is a checkpoint (or ``builtin:...``), or for ``precision="int8"`` also an INT8 Q/DQ
-    ONNX file written by ``quantize``, or ``timm:<name>`` with ``weights``. ``quantize_options`` go to
+    ONNX file written by ``quantize``, or ``timm:<name>`` with ``weights``, a timm training checkpoint or a
+    Hugging Face folder (``source_options`` override what it says). ``quantize_options`` go to
     ``coatnet_edge.quantize``.
     """
     target = _check_request(backend, precision, batch, max_batch)
     given_onnx = isinstance(model, str | Path) and Path(model).suffix == ".onnx"
     _check_int8_input(target, precision, given_onnx, calib_dir)
-    quantize_options = {**quantize_options, "weights": weights, "num_classes": num_classes}
+    quantize_options = {**quantize_options, "weights": weights, "num_classes": num_classes,
+                        "source_options": source_options}
     if given_onnx:
         onnx_path, record, net = *_given_onnx(Path(model), precision), None
     else:  # torch-tensorrt INT8 calibrates the torch model itself (Model Optimizer): it starts from FP32
@@ -128,7 +132,8 @@ def _given_onnx(path: Path, precision: str) -> tuple[Path, dict[str, Any]]:
 
 def _onnx_from_checkpoint(model: str | Path, out: str | Path, precision: str, calib_dir: Any, dynamic_batch: bool,
                           batch: int, log: Any, quantize_options: dict) -> tuple[Path, dict[str, Any], Any]:
-    loaded = load_model(model, weights=quantize_options.get("weights"), num_classes=quantize_options.get("num_classes"))
+    loaded = load_model(model, quantize_options.get("source_options"), weights=quantize_options.get("weights"),
+                        num_classes=quantize_options.get("num_classes"))
     if precision == "int8":
         result = quantize(model, calib_dir=calib_dir, out=out, log=log, **quantize_options)
         log(f"INT8 Q/DQ ONNX: {result.int8_onnx}")

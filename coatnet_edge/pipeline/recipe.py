@@ -25,6 +25,7 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
 
 from coatnet_edge.calibration.options import Method, Preset, QuantizeOptions, Scheme
 from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.runtime import registry
 from coatnet_edge.training.verbs import TrainConfig
 
@@ -34,12 +35,17 @@ _QUANTIZE = QuantizeOptions()  # the [quantize] defaults are the library's
 
 
 @dataclass(frozen=True)
-class SourceSection:
-    """The FP32 model you start from: ``builtin:teacher``, a checkpoint, or ``timm:<name>`` + weights."""
+class SourceSection(SourceOptions):
+    """The FP32 model you start from: ``builtin:teacher``, a checkpoint, ``timm:<name>`` + weights, a timm
+    training checkpoint (``model_best.pth.tar``) or a Hugging Face folder; the other keys are ``SourceOptions``'
+    (``image_size``, ``ema``, ``mean``, ``std``, ``crop_pct``, ``interpolation``: unset = read from the source)."""
 
     model: str = "builtin:teacher"
-    weights: str | None = None
-    num_classes: int | None = None
+
+    @property
+    def options(self) -> SourceOptions:
+        """How to read ``model`` (the ``weights`` path as the recipe states it; ``run`` resolves it)."""
+        return SourceOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SourceOptions)})
 
 
 @dataclass(frozen=True)
@@ -145,8 +151,10 @@ class Recipe:
         def fix(value: str | None) -> str | None:
             return None if value is None else str(self.resolve(value).resolve())
 
-        def file_or_name(value: str) -> str:
-            return fix(value) if Path(value).suffix and not value.startswith(("builtin:", "timm:")) else value
+        def file_or_name(value: str) -> str:  # a variant or timm name stays; a file or folder becomes absolute
+            if value.startswith(("builtin:", "timm:")):
+                return value
+            return fix(value) if Path(value).suffix or self.resolve(value).is_dir() else value
 
         return dataclasses.replace(
             self, out=fix(self.out),

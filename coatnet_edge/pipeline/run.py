@@ -31,6 +31,7 @@ from coatnet_edge.manifest import manifest_path_for
 from coatnet_edge.measure.report import compare, comparison_rows
 from coatnet_edge.models.builtin import is_builtin, resolve_source
 from coatnet_edge.models.source import load_model
+from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.pipeline.export import export
 from coatnet_edge.pipeline.recipe import Recipe, load_recipe, recipe_toml
 from coatnet_edge.pipeline.stages import StageResult, folder_fingerprint, run_stage
@@ -102,8 +103,8 @@ def _run(recipe: Recipe, out_dir: Path, force: tuple[str, ...], log: Log, starte
         return done
 
     inputs = _data(recipe, out_dir, stage)
-    source, source_weights = _source(recipe)
-    model, weights, model_id = _model(recipe, inputs, stage)
+    source, source_options = _source(recipe)
+    model, weights, model_id = _model(recipe, inputs, stage)  # weights: how to read the model (None: as it is)
     fp32 = stage("onnx", {"model": model_id}, lambda folder: _export_onnx(model, weights, recipe, folder))
     artifacts: dict[str, StageResult | None] = {"onnx": fp32}
     wanted = recipe.targets.build
@@ -128,11 +129,11 @@ def _run(recipe: Recipe, out_dir: Path, force: tuple[str, ...], log: Log, starte
                       _export_target(up, b, p, recipe, folder))
         compared.append(built.outputs["artifact"])
 
-    # the teacher's own row (a timm teacher has no weights slot beside the reference's; left out)
-    extra = [source] if recipe.distill.enabled and not source.startswith("timm:") else []
+    # the teacher's own row, when it is one of ours (a timm teacher runs on its own preprocessing; left out)
+    extra = [source] if recipe.distill.enabled and (is_builtin(source) or source.endswith(".safetensors")) else []
     measured = stage("compare", {
         "reference": model_id, "artifacts": [sha256_file(p) for p in compared],
-        "teacher": _model_identity(source, source_weights) if extra else None,
+        "teacher": _model_identity(source, source_options) if extra else None,
         "data": inputs.identity["evaluation"], "evaluate": vars(recipe.evaluate), "benchmark": vars(recipe.benchmark),
         "skipped": result.skipped,
     }, lambda folder: _compare(model, weights, [*extra, *map(str, compared)], recipe, inputs, result.skipped, folder))
@@ -154,7 +155,7 @@ def _preflight(recipe: Recipe) -> None:
     """Check the recipe's files and folders before anything is written (bad input leaves nothing)."""
     where = recipe.path or Path("<recipe>")
     source = recipe.source
-    if not source.model.startswith(("builtin:", "timm:")) and not recipe.resolve(source.model).is_file():
+    if not source.model.startswith(("builtin:", "timm:")) and not recipe.resolve(source.model).exists():
         raise CoatnetEdgeError(f"[source] model file not found: {recipe.resolve(source.model)}", path=where,
                                fix="point [source] model at your checkpoint, or use builtin:teacher")
     for section, key in (("source", "weights"), ("data", "train"), ("data", "val"), ("quantize", "calib_dir"),
@@ -199,40 +200,53 @@ def _builtin_data(recipe: Recipe, folder: Path) -> dict[str, Any]:
     return {"outputs": {"dataset": root}}
 
 
-def _source(recipe: Recipe) -> tuple[str, Path | None]:
-    """The source model as load_model takes it (paths resolved against the recipe) and its weights file."""
-    model = recipe.source.model
+def _source(recipe: Recipe) -> tuple[str, SourceOptions]:
+    """The source model as load_model takes it and how to read it (paths resolved against the recipe)."""
+    model, options = recipe.source.model, recipe.source.options
+    weights = recipe.resolve(options.weights)
     return (model if model.startswith(("builtin:", "timm:")) else str(recipe.resolve(model)),
-            recipe.resolve(recipe.source.weights))
+            dataclasses.replace(options, weights=str(weights) if weights else None))
 
 
-def _model(recipe: Recipe, inputs: _Inputs, stage: Callable[..., StageResult]) -> tuple[str, Path | None, str]:
-    """The FP32 model to deploy (the distilled student, or the source), its weights file, and its identity."""
-    model, weights = _source(recipe)
-    identity = _model_identity(model, weights)
+def _model(recipe: Recipe, inputs: _Inputs, stage: Callable[..., StageResult]
+           ) -> tuple[str, SourceOptions | None, str]:
+    """The FP32 model to deploy (the distilled student, or the source), how to read it, and its identity."""
+    model, options = _source(recipe)
+    identity = _model_identity(model, options)
     if not recipe.distill.enabled:
-        return model, weights, identity
+        return model, options, identity
     student = recipe.distill.student
     student_id = _model_identity(student if not Path(student).suffix else str(recipe.resolve(student)), None)
     done = stage("distill", {"teacher": identity, "student": student_id, "train": inputs.identity["train"],
                              "val": inputs.identity["val"], "options": vars(recipe.distill)},
-                 lambda folder: _distill(model, weights, recipe, inputs, folder))
+                 lambda folder: _distill(model, options, recipe, inputs, folder))
     return str(done.outputs["student"]), None, done.sha256("student")
 
 
-def _model_identity(model: str, weights: Path | None) -> str:
-    if is_builtin(model) or Path(model).is_file():
-        return sha256_file(resolve_source(model))
-    return f"{model}:{sha256_file(weights) if weights else 'random'}"
+def _model_identity(model: str, options: SourceOptions | None) -> str:
+    """The hash of what a model source is made of (files and how they are read)."""
+    path = Path(model)
+    if is_builtin(model) or path.is_file():
+        base = sha256_file(resolve_source(model))
+    elif path.is_dir():  # a Hugging Face folder: its config and weights
+        base = ":".join(sha256_file(p) for p in sorted(path.iterdir()) if p.is_file())
+    else:
+        base = model
+    if options is None or options == SourceOptions():
+        return base
+    read = {k: v for k, v in dataclasses.asdict(options).items() if v not in (None, (), False)}
+    if read.get("weights"):
+        read["weights"] = sha256_file(Path(read["weights"]))
+    return f"{base}:{json.dumps(read, sort_keys=True)}"
 
 
 # --- stages -------------------------------------------------------------------------------------
 
-def _distill(teacher: str, weights: Path | None, recipe: Recipe, inputs: _Inputs, folder: Path) -> dict[str, Any]:
+def _distill(teacher: str, options: SourceOptions, recipe: Recipe, inputs: _Inputs, folder: Path) -> dict[str, Any]:
     d = recipe.distill
     student = d.student if not Path(d.student).suffix else str(recipe.resolve(d.student))
     config = d.train_config(recipe.seed)
-    fit = distill(inputs.train, teacher=teacher, teacher_weights=weights, student=student, val=inputs.val,
+    fit = distill(inputs.train, teacher=teacher, teacher_options=options, student=student, val=inputs.val,
                   out=folder / "run", config=config)
     checkpoint = folder / "student.safetensors"  # the last epoch: the validation split is the test set here
     shutil.copy2(fit.checkpoint, checkpoint)
@@ -241,8 +255,8 @@ def _distill(teacher: str, weights: Path | None, recipe: Recipe, inputs: _Inputs
     return {"outputs": {"student": checkpoint}, "history": fit.history, "summary": fit.summary}
 
 
-def _export_onnx(model: str, weights: Path | None, recipe: Recipe, folder: Path) -> dict[str, Any]:
-    loaded = load_model(model, weights=weights, num_classes=recipe.source.num_classes)
+def _export_onnx(model: str, options: SourceOptions | None, recipe: Recipe, folder: Path) -> dict[str, Any]:
+    loaded = load_model(model, options)
     path, record = export_fp32_onnx(loaded, folder)
     return {"outputs": {"artifact": path}, "parity": record.get("parity")}
 
@@ -253,14 +267,14 @@ def _quantize_identity(recipe: Recipe, inputs: _Inputs) -> dict[str, Any]:
             "train": inputs.identity["train"] if recipe.quantize.method == "qat" else None}
 
 
-def _quantize(model: str, weights: Path | None, recipe: Recipe, inputs: _Inputs, folder: Path,
+def _quantize(model: str, options: SourceOptions | None, recipe: Recipe, inputs: _Inputs, folder: Path,
               log: Log) -> dict[str, Any]:
     q = recipe.quantize
     qat_config = QatConfig(epochs=q.qat_epochs, seed=recipe.seed) if q.method == "qat" else None
     done = quantize(model, calib_dir=inputs.calib, out=folder, options=q.options(recipe.seed),
                     eval_dir=inputs.evaluation if q.max_drop is not None else None,
-                    train_dir=inputs.train if q.method == "qat" else None, qat_config=qat_config, weights=weights,
-                    num_classes=recipe.source.num_classes, log=log)
+                    train_dir=inputs.train if q.method == "qat" else None, qat_config=qat_config,
+                    source_options=options, log=log)
     return {"outputs": {"artifact": done.int8_onnx}, "check_vs_fp32": done.manifest.get("check_vs_fp32"),
             "accuracy_budget": done.manifest.get("accuracy_budget")}
 
@@ -291,12 +305,12 @@ def _export_target(upstream: StageResult, backend: str, precision: str, recipe: 
     return {"outputs": {"artifact": done.artifact}, "parity_vs_onnx": done.manifest.get("parity_vs_onnx")}
 
 
-def _compare(reference: str, weights: Path | None, artifacts: list[str], recipe: Recipe, inputs: _Inputs,
+def _compare(reference: str, options: SourceOptions | None, artifacts: list[str], recipe: Recipe, inputs: _Inputs,
              skipped: list[dict[str, str]], folder: Path) -> dict[str, Any]:
     b = recipe.benchmark
     report = compare(reference, artifacts, data=inputs.evaluation, out=folder,
                      batches=b.batches, threads=b.threads, warmup=b.warmup, runs=b.runs, limit=recipe.evaluate.limit,
-                     reference_weights=weights, skipped=skipped)
+                     reference_options=options, skipped=skipped)
     return {"outputs": dict(report.files)}
 
 

@@ -7,6 +7,7 @@ manifest the export wrote next to them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.errors import CoatnetEdgeError
@@ -15,18 +16,20 @@ from coatnet_edge.models.builtin import resolve_source
 from coatnet_edge.runtime import backend_for, load_runner
 
 
-def artifact_profile(path: str | Path, weights: str | Path | None = None) -> tuple[PreprocessConfig, list[str]]:
-    """Preprocessing and class names of a model source or an exported artifact (from its manifest)."""
+def artifact_profile(path: str | Path, weights: str | Path | None = None,
+                     source_options: Any = None) -> tuple[PreprocessConfig, list[str]]:
+    """Preprocessing and class names of a model source or an exported artifact (from its manifest).
+
+    ``source_options`` (a ``SourceOptions``) go with a model source, as ``load_model`` takes them."""
     if backend_for(path) is None:
         load_runner(path)  # raises the one-line "unknown artifact type" error
     if backend_for(path) == "pytorch":
         # NOTE: imported here so an exported artifact's profile never imports torch (the edge predictor)
         from coatnet_edge.models.checkpoint import read_checkpoint_info
         from coatnet_edge.models.source import load_model
-        from coatnet_edge.models.timm_source import is_timm_source
 
-        if is_timm_source(path):
-            loaded = load_model(path, weights=weights)
+        if weights is not None or source_options is not None or resolve_source(path).suffix != ".safetensors":
+            loaded = load_model(path, source_options, weights=weights)  # timm sources: their facts need the weights
             return loaded.preprocess, loaded.class_names
         info = read_checkpoint_info(path)  # header only: the runner loads the weights once
         return info.preprocess, list(info.class_names)

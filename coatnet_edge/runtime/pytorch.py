@@ -9,6 +9,7 @@ import numpy as np
 
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.models.source import load_model
+from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.runtime.base import RunnerInfo
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -16,7 +17,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 class PyTorchRunner:
     def __init__(self, path: str | Path, *, precision: str = "fp32", device: str = "cpu", threads: int | None = None,
-                 weights: str | Path | None = None, **_: object):
+                 weights: str | Path | None = None, source_options: SourceOptions | None = None, **_: object):
         import torch
 
         if precision not in PRECISIONS:
@@ -27,7 +28,7 @@ class PyTorchRunner:
         if threads:
             torch.set_num_threads(threads)
         self.torch = torch
-        self.loaded = load_model(path, weights=weights)  # our checkpoints, builtin:..., timm:<name> + weights
+        self.loaded = load_model(path, source_options, weights=weights)  # any model source load_model reads
         self.model = self.loaded.net
         self.model.eval().to(device)
         self.device = torch.device(device)

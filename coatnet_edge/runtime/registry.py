@@ -75,7 +75,7 @@ _TENSORRT_INSTALL = ("NVIDIA GPU + pip install 'coatnet-edge[tensorrt]' (wheels 
                      "or JetPack on a Jetson")
 
 BACKENDS: tuple[Backend, ...] = (
-    Backend("pytorch", "coatnet_edge.runtime.pytorch:PyTorchRunner", (".safetensors", ".pt", ".pth")),
+    Backend("pytorch", "coatnet_edge.runtime.pytorch:PyTorchRunner", (".safetensors", ".pt", ".pth", ".tar")),
     Backend("onnxruntime", "coatnet_edge.runtime.onnxruntime:OnnxRuntimeRunner", (".onnx",), export_name="onnx",
             adapter="coatnet_edge.export.onnx:export_artifact", precisions=("fp32", "fp16", "int8", "int8+fp16"),
             targets=(("onnx-fp32", "fp32"), ("onnx-fp16", "fp16"), ("onnx-int8", "int8"),
@@ -136,7 +136,7 @@ def for_target(target: str) -> tuple[Backend, str]:
 def for_file(path: str | Path) -> Backend | None:
     """The backend whose runner opens this artifact (model sources ``builtin:``/``timm:`` are PyTorch)."""
     text = str(path)
-    if text.startswith(("builtin:", "timm:")):
+    if text.startswith(("builtin:", "timm:")) or (Path(text) / "config.json").is_file():  # or a Hugging Face folder
         return by_name("pytorch")
     suffix = Path(text).suffix
     return next((b for b in BACKENDS if suffix in b.suffixes), None)

@@ -26,7 +26,7 @@ def teacher_input(x: torch.Tensor, student_pre: PreprocessConfig, teacher_pre: P
     """Re-normalise and resize the student's batch when the teacher was trained on other preprocessing."""
     if (teacher_pre.mean, teacher_pre.std) != (student_pre.mean, student_pre.std):
         def as_t(v: tuple[float, ...]) -> torch.Tensor:
-            return torch.tensor(v, device=x.device).view(1, 3, 1, 1)
+            return torch.tensor(v, device=x.device).view(1, -1, 1, 1)
 
         x = (x * as_t(student_pre.std) + as_t(student_pre.mean) - as_t(teacher_pre.mean)) / as_t(teacher_pre.std)
     if teacher_pre.image_size != x.shape[-1]:

@@ -27,6 +27,7 @@ from coatnet_edge.models.coatnet import CoAtNet
 from coatnet_edge.models.profile import profile_model
 from coatnet_edge.models.registry import create_model
 from coatnet_edge.models.source import LoadedModel, load_model
+from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.models.timm_source import is_timm_source
 from coatnet_edge.training.config import FitResult, TrainConfig
 from coatnet_edge.training.fit import fit
@@ -56,16 +57,17 @@ def train(data: str | Path, *, out: str | Path, model: str | Path | CoAtNet = "c
 def distill(data: str | Path, *, teacher: str | Path | nn.Module, out: str | Path,
             student: str | Path | CoAtNet = "coatnet_pico", val: str | Path | None = None,
             labeled: bool | None = None, image_size: int | None = None, resume: str | Path | None = None,
-            config: TrainConfig | None = None, teacher_weights: str | Path | None = None, log: Log = print,
-            **options: Any) -> FitResult:
+            config: TrainConfig | None = None, teacher_weights: str | Path | None = None,
+            teacher_options: SourceOptions | None = None, log: Log = print, **options: Any) -> FitResult:
     """Distill a teacher into a student on labeled images (KD + CE) or unlabeled images (pure KD).
 
     ``teacher`` may be ``timm:<name>`` with ``teacher_weights`` (a fine-tuned timm CoAtNet): it runs
-    on its own preprocessing (the student's batch is re-normalized and resized for it).
+    on its own preprocessing (the student's batch is re-normalized and resized for it), or a timm training
+    checkpoint / Hugging Face folder; ``teacher_options`` say how to read it (as ``load_model``).
     """
     cfg = dataclasses.replace(config or TrainConfig(), **options)
     train_dir, val_dir = resolve_splits(data, val)
-    teacher_model, teacher_loaded = _load_teacher(teacher, teacher_weights)
+    teacher_model, teacher_loaded = _load_teacher(teacher, teacher_weights, teacher_options)
     train_set = _scan(train_dir, labeled=labeled, purpose="distillation", log=log)
     classes = teacher_loaded.class_names if teacher_loaded else []
     if train_set.labeled and len(train_set.classes) != teacher_model_classes(teacher_model):
@@ -85,12 +87,14 @@ def distill(data: str | Path, *, teacher: str | Path | nn.Module, out: str | Pat
 
 
 def report_pair(teacher: str | Path, student: str | Path, val_dir: Path | None,
-                teacher_weights: str | Path | None = None) -> list[list[str]]:
+                teacher_weights: str | Path | None = None,
+                teacher_options: SourceOptions | None = None) -> list[list[str]]:
     """Rows (name, variant, params M, GMACs, val top-1) for a teacher and its student."""
     rows = []
-    for role, source, weights in (("teacher", teacher, teacher_weights), ("student", student, None)):
-        loaded = load_model(source, weights=weights)
-        prof = profile_model(loaded.net, loaded.preprocess.image_size)
+    for role, source, weights, options in (("teacher", teacher, teacher_weights, teacher_options),
+                                           ("student", student, None, None)):
+        loaded = load_model(source, options, weights=weights)
+        prof = profile_model(loaded.net, loaded.preprocess.image_size, loaded.preprocess.channels)
         accuracy = "-"
         if val_dir is not None:
             folder = scan_folder(val_dir, labeled=True, verify=False)
@@ -164,8 +168,8 @@ def _build_student(source: str | Path | CoAtNet, num_classes: int, image_size: i
     return create_model(str(source), num_classes=num_classes, image_size=pre.image_size), pre
 
 
-def _load_teacher(teacher: str | Path | nn.Module,
-                  weights: str | Path | None = None) -> tuple[nn.Module, LoadedModel | None]:
+def _load_teacher(teacher: str | Path | nn.Module, weights: str | Path | None = None,
+                  options: SourceOptions | None = None) -> tuple[nn.Module, LoadedModel | None]:
     """The teacher module and its ``LoadedModel`` (None for a bare module: it shares the student's input)."""
     if isinstance(teacher, nn.Module):
         return teacher.eval(), None
@@ -174,5 +178,5 @@ def _load_teacher(teacher: str | Path | nn.Module,
         raise CoatnetEdgeError("teacher checkpoint not found", path=path,
                                fix="pass --teacher PATH.safetensors (e.g. from `coatnet-edge train`), or "
                                    "--teacher timm:<name> --teacher-weights FILE")
-    loaded = load_model(teacher, weights=weights)
+    loaded = load_model(teacher, options, weights=weights)
     return loaded.net.eval(), loaded
