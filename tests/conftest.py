@@ -62,6 +62,15 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 _BACKGROUND: dict[str, object] = {}
 
 
+@pytest.fixture(scope="session")
+def images_256(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built-in shapes drawn at 256 px: calibration images a 224-px timm model does not upscale."""
+    from coatnet_edge.data.synth import SynthConfig, write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("synth256") / "data",
+                         SynthConfig(seed=5, image_size=256, train_per_class=3, val_per_class=2))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start README command 1 in its own process as soon as a collected test needs it.
 

@@ -120,15 +120,6 @@ def test_timm_missing_names_the_extra() -> None:
     assert proc.returncode != 0 and "coatnet-edge[timm]" in proc.stderr
 
 
-@pytest.fixture(scope="module")
-def images_256(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Built-in shapes drawn at 256 px: calibration images a 224-px timm model does not upscale."""
-    from coatnet_edge.data.synth import SynthConfig, write_dataset
-
-    return write_dataset(tmp_path_factory.mktemp("synth256") / "data",
-                         SynthConfig(seed=5, image_size=256, train_per_class=3, val_per_class=2))
-
-
 def test_timm_teacher_distills_into_our_student_cli(nano_weights: tuple, images_256: Path, tmp_path: Path) -> None:
     """The valuable case: a fine-tuned timm CoAtNet in, a small CoAtNet out (the teacher runs at its own
     224-px preprocessing, the student at 64 px)."""
