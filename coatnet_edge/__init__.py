@@ -31,6 +31,8 @@ _API = {
     "profile_model": "coatnet_edge.models.profile",
     "save_checkpoint": "coatnet_edge.models.checkpoint",
     "load_checkpoint": "coatnet_edge.models.checkpoint",
+    "load_model": "coatnet_edge.models.source",
+    "SourceOptions": "coatnet_edge.models.source_options",
     "PreprocessConfig": "coatnet_edge.data.preprocess",
     "preprocess_file": "coatnet_edge.data.preprocess",
     "scan_folder": "coatnet_edge.data.folders",

@@ -36,9 +36,11 @@ _QUANTIZE = QuantizeOptions()  # the [quantize] defaults are the library's
 
 @dataclass(frozen=True)
 class SourceSection(SourceOptions):
-    """The FP32 model you start from: ``builtin:teacher``, a checkpoint, ``timm:<name>`` + weights, a timm
-    training checkpoint (``model_best.pth.tar``) or a Hugging Face folder; the other keys are ``SourceOptions``'
-    (``image_size``, ``ema``, ``mean``, ``std``, ``crop_pct``, ``interpolation``: unset = read from the source)."""
+    """The FP32 model you start from (checkpoint, timm .pth.tar, HF folder, timm:<name> + weights); unset = read from it.
+
+    ``model``: ``builtin:teacher``, our checkpoint, ``timm:<name>`` + ``weights``, a timm training checkpoint
+    (``model_best.pth.tar``) or a Hugging Face folder; the other keys are ``SourceOptions``' (``image_size``,
+    ``ema``, ``mean``, ``std``, ``crop_pct``, ``interpolation``), each read from the source when unset."""
 
     model: str = "builtin:teacher"
 
@@ -312,9 +314,10 @@ def recipe_toml(recipe: Recipe | None = None) -> str:
         doc = (type(section).__doc__ or "").strip().splitlines()[0].replace("``", "`")
         lines += ["", f"[{f.name}]  # {doc}"]
         values = dataclasses.asdict(section)
-        own = [k for k in ("enabled", "student") if k in values]  # a section's switch and subject first
+        own = [k for k in ("enabled", "student", "model") if k in values]  # a section's switch and subject first
         for key, value in sorted(values.items(), key=lambda item: item[0] not in own):
-            lines.append(f"# {key} = ...  (unset)" if value is None else f"{key} = {_toml(value)}")
+            unset = value is None or value == ()
+            lines.append(f"# {key} = ...  (unset)" if unset else f"{key} = {_toml(value)}")
     return "\n".join(lines) + "\n"
 
 
