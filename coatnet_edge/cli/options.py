@@ -90,11 +90,13 @@ SOURCE_HELP = {
 }
 
 
-def source_options(*, weights: bool = True, what: str = "") -> Decorator:
+def source_options(*, weights: bool = True, what: str = "", prefix: str = "",
+                   dest: str = "source_options") -> Decorator:
     """``SourceOptions``' fields as options (``--image-size --ema --mean --std --crop-pct --interpolation`` and,
-    with ``weights``, ``--weights --num-classes``), handed to the command as one ``source_options`` argument.
+    with ``weights``, ``--weights --num-classes``), handed to the command as one ``dest`` argument.
 
-    Unset options are read from the model source; ``what`` says which argument they apply to in ``--help``.
+    Unset options are read from the model source; ``what`` says which argument they apply to in ``--help``;
+    ``prefix`` (``teacher-``) names them for a second model of the same command (``--teacher-image-size``).
     """
     from coatnet_edge.models.source_options import SourceOptions
 
@@ -106,14 +108,15 @@ def source_options(*, weights: bool = True, what: str = "") -> Decorator:
             attrs.update(type=FloatList(), multiple=False, default=None, show_default=False)
         if name == "weights":
             attrs.update(type=click.Path(path_type=Path))
-        return library_option(SourceOptions, name, **attrs)
+        key = prefix.replace("-", "_") + name
+        return library_option(SourceOptions, name, f"--{prefix}{name.replace('_', '-')}", key, **attrs)
 
     def bundle(func: F) -> F:
         @functools.wraps(func)
         def command(*args: Any, **kwargs: Any) -> Any:
-            values = {name: kwargs.pop(name) for name in names}
+            values = {name: kwargs.pop(prefix.replace("-", "_") + name) for name in names}
             values["mean"], values["std"] = values["mean"] or (), values["std"] or ()
-            return func(*args, source_options=SourceOptions(**values), **kwargs)
+            return func(*args, **{dest: SourceOptions(**values)}, **kwargs)
         return stack(*map(option, names))(command)  # type: ignore[return-value]
 
     return bundle

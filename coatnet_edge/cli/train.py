@@ -7,9 +7,10 @@ from typing import Any
 
 import click
 
-from coatnet_edge.cli.options import config_from, config_options, library_option, path_option, stack
+from coatnet_edge.cli.options import config_from, config_options, library_option, path_option, source_options, stack
 from coatnet_edge.cli.output import echo_table
 from coatnet_edge.measure.summary import teacher_student_table
+from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.training.config import TrainConfig
 from coatnet_edge.training.verbs import distill as run_distill
 from coatnet_edge.training.verbs import report_pair
@@ -69,15 +70,18 @@ def train(data: Path, val: Path | None, out_dir: Path, variant: str, image_size:
 @click.command()
 @_run_options
 @click.option("--teacher", required=True,
-              help="Teacher: a checkpoint, builtin:teacher, or timm:<name> with --teacher-weights.")
+              help="Teacher: a checkpoint, builtin:teacher, timm:<name> with --teacher-weights, a timm training "
+                   "checkpoint (.pth.tar) or a Hugging Face folder.")
 @path_option("--teacher-weights", default=None,
              help="Local weights of a timm:<name> teacher (.safetensors or a .pth state dict).")
+@source_options(weights=False, what="--teacher", prefix="teacher-", dest="teacher_options")
 @library_option(run_distill, "student", type=str, help="Student variant or checkpoint.")
 @library_option(run_distill, "labeled", "--labeled/--unlabeled", show_default=False,
                 help="Folder layout (default: detect).")
 @config_options(TrainConfig, TRAIN_HELP, decls=KD_OPTIONS)
-def distill(data: Path, val: Path | None, out_dir: Path, teacher: str, teacher_weights: Path | None, student: str,
-            labeled: bool | None, image_size: int | None, resume: Path | None, **options: Any) -> None:
+def distill(data: Path, val: Path | None, out_dir: Path, teacher: str, teacher_weights: Path | None,
+            teacher_options: SourceOptions, student: str, labeled: bool | None, image_size: int | None,
+            resume: Path | None, **options: Any) -> None:
     """Distill a teacher checkpoint into a smaller student.
 
     On labeled folders: alpha * KL(teacher_T || student_T) * T^2 + (1 - alpha) * cross-entropy.
@@ -86,6 +90,7 @@ def distill(data: Path, val: Path | None, out_dir: Path, teacher: str, teacher_w
     """
     result = run_distill(data, teacher=teacher, out=out_dir, student=student, val=val, labeled=labeled,
                          image_size=image_size, resume=resume, config=config_from(TrainConfig, options),
-                         teacher_weights=teacher_weights, log=click.echo)
-    rows = report_pair(teacher, result.best_checkpoint, result.val_dir, teacher_weights=teacher_weights)
+                         teacher_weights=teacher_weights, teacher_options=teacher_options, log=click.echo)
+    rows = report_pair(teacher, result.best_checkpoint, result.val_dir, teacher_weights=teacher_weights,
+                       teacher_options=teacher_options)
     echo_table(teacher_student_table(rows))

@@ -36,10 +36,10 @@ _QUANTIZE = QuantizeOptions()  # the [quantize] defaults are the library's
 
 @dataclass(frozen=True)
 class SourceSection(SourceOptions):
-    """The FP32 model you start from (checkpoint, timm .pth.tar, HF folder, timm:<name> + weights); unset = read from it.
+    """The FP32 model you start from (our checkpoint, timm .pth.tar, HF folder, timm:<name>); unset: read from it.
 
-    ``model``: ``builtin:teacher``, our checkpoint, ``timm:<name>`` + ``weights``, a timm training checkpoint
-    (``model_best.pth.tar``) or a Hugging Face folder; the other keys are ``SourceOptions``' (``image_size``,
+    ``model``: ``builtin:teacher``, our checkpoint, ``timm:<name>`` + ``weights``, a timm training
+    checkpoint (``model_best.pth.tar``) or a Hugging Face folder; the other keys are ``SourceOptions``' (``image_size``,
     ``ema``, ``mean``, ``std``, ``crop_pct``, ``interpolation``), each read from the source when unset."""
 
     model: str = "builtin:teacher"
