@@ -39,7 +39,7 @@ def _click_type(hint: Any) -> dict[str, Any]:
     if origin in (typing.Union, types.UnionType):
         return _click_type(args[0]) if len(args) == 1 else {}
     if origin is tuple:  # tuple[str, ...]: the option may be given several times
-        return {"type": args[0], "multiple": True}
+        return {**_click_type(args[0]), "multiple": True}
     if hint is bool:
         return {"is_flag": True}
     return {"type": hint} if hint in (int, float, str) else {}
