@@ -13,10 +13,11 @@ from coatnet_edge.errors import CoatnetEdgeError
 
 Method = Literal["ptq", "qat"]
 Preset = Literal["tensorrt", "openvino"]  # tensorrt: symmetric INT8 everywhere; openvino: asymmetric activations
-Scheme = Literal["hybrid", "cnn", "transformer"]
+Scheme = Literal["auto", "hybrid", "cnn", "transformer"]  # auto: each of ``candidates`` measured, the best kept
+Candidate = Literal["hybrid", "cnn", "transformer"]
 METHODS: tuple[str, ...] = typing.get_args(Method)
 PRESETS: tuple[str, ...] = typing.get_args(Preset)
-SCHEMES: tuple[str, ...] = typing.get_args(Scheme)
+SCHEMES: tuple[str, ...] = typing.get_args(Candidate)  # what one quantization pass can use
 
 
 @dataclass(frozen=True)
@@ -25,23 +26,30 @@ class QuantizeOptions:
 
     method: Method = "ptq"
     preset: Preset = "tensorrt"
-    scheme: Scheme = "hybrid"
+    scheme: Scheme = "auto"
+    candidates: tuple[Candidate, ...] = ("hybrid", "transformer")  # what scheme="auto" measures
     calib_size: int = 300
     seed: int = 0
     smooth_quant: bool = False
     ignored_patterns: tuple[str, ...] = ()  # regexes over ONNX node names, kept in float
     max_drop: float | None = None  # accuracy budget, top-1 points (labeled) or disagreement points
     eval_size: int = 500
+    score_size: int = 300  # held-out images the candidates are scored on (beyond the calibration sample)
     sensitivity: bool = False
     max_float_layers: int = 16
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ignored_patterns", tuple(self.ignored_patterns))
+        object.__setattr__(self, "candidates", tuple(self.candidates))
+        unknown = [c for c in self.candidates if c not in SCHEMES]
+        if unknown or not self.candidates:
+            raise CoatnetEdgeError(f"unknown candidate scheme '{unknown[0] if unknown else ''}'",
+                                   fix=f"use some of: {', '.join(SCHEMES)}")
         for name, value in (("method", self.method), ("preset", self.preset), ("scheme", self.scheme)):
             allowed = choices(name)
             if value not in allowed:
                 raise CoatnetEdgeError(f"unknown {name} '{value}'", fix=f"use one of: {', '.join(allowed)}")
-        for name in ("calib_size", "eval_size", "max_float_layers"):
+        for name in ("calib_size", "eval_size", "score_size", "max_float_layers"):
             if getattr(self, name) < 1:
                 raise CoatnetEdgeError(f"{name} must be >= 1, got {getattr(self, name)}", fix="use a positive value")
 

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from coatnet_edge.atomic import atomic_path, ensure_output_dir
+from coatnet_edge.calibration.candidates import MIN_SCORE_IMAGES, choose_ptq
 from coatnet_edge.calibration.options import QuantizeOptions
 from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
 from coatnet_edge.calibration.qat import QatConfig, qat
@@ -60,6 +62,7 @@ class _Inputs:
     calib: ImageSample
     evalset: ImageSample | None
     train_folder: ImageFolder | None
+    holdout: tuple[np.ndarray | None, str] | None = None  # scheme="auto": the images candidates are scored on
 
 
 def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, options: QuantizeOptions | None = None,
@@ -108,7 +111,8 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, optio
 def _check_inputs(model: str | Path, calib_dir: str | Path, eval_dir: str | Path | None,
                   train_dir: str | Path | None, opts: QuantizeOptions, source_options: SourceOptions) -> _Inputs:
     loaded = load_model(model, source_options)
-    settings = PtqSettings(preset=opts.preset, scheme=opts.scheme, smooth_quant=opts.smooth_quant,
+    scheme = opts.candidates[0] if opts.scheme == "auto" else opts.scheme  # auto: the PTQ pass measures them all
+    settings = PtqSettings(preset=opts.preset, scheme=scheme, smooth_quant=opts.smooth_quant,
                            ignored_patterns=opts.ignored_patterns, attention_stages=loaded.attention_stages)
     evalset = None
     if eval_dir is not None:
@@ -116,7 +120,25 @@ def _check_inputs(model: str | Path, calib_dir: str | Path, eval_dir: str | Path
                                  seed=opts.seed + 1)
     calib = build_calibration_set(calib_dir, loaded.preprocess, size=opts.calib_size, seed=opts.seed)
     train_folder = scan_folder(train_dir or calib_dir, verify=False) if opts.method == "qat" else None
-    return _Inputs(loaded, settings, calib, evalset, train_folder)
+    inputs = _Inputs(loaded, settings, calib, evalset, train_folder)
+    if opts.method == "ptq" and opts.scheme == "auto" and len(opts.candidates) > 1:
+        inputs.holdout = _held_out(calib_dir, calib, evalset, opts)
+    return inputs
+
+
+def _held_out(calib_dir: str | Path, calib: ImageSample, evalset: ImageSample | None,
+              opts: QuantizeOptions) -> tuple[np.ndarray | None, str]:
+    """Images to score the candidates on: the calibration folder beyond the calibration sample, else the
+    evaluation images (``--eval-dir``), else none."""
+    try:
+        spare = build_calibration_set(calib_dir, calib.preprocess, size=opts.score_size, seed=opts.seed,
+                                      min_images=MIN_SCORE_IMAGES, warn_short=False, purpose="held-out scoring",
+                                      exclude=frozenset(calib.paths))
+        return spare.images, f"{calib_dir} beyond the calibration sample"
+    except CoatnetEdgeError:
+        if evalset is not None:
+            return evalset.images, f"--eval-dir {evalset.root}"
+        return None, f"{calib_dir} holds no images beyond the calibration sample, and no --eval-dir"
 
 
 def _quantize_graph(inputs: _Inputs, fp32_model: Any, opts: QuantizeOptions, qat_config: Any, out: Path,
@@ -124,6 +146,11 @@ def _quantize_graph(inputs: _Inputs, fp32_model: Any, opts: QuantizeOptions, qat
     """PTQ on the FP32 ONNX graph (NNCF's ONNX backend), or QAT on the torch model; the Q/DQ model + record."""
     record: dict[str, Any] = {"method": opts.method, "engine": "nncf-onnx" if opts.method == "ptq" else "nncf-torch",
                               **inputs.settings.to_dict()}
+    if opts.method == "ptq" and inputs.holdout is not None:
+        images, what = inputs.holdout
+        ptq, selection = choose_ptq(fp32_model, inputs.calib, inputs.settings, opts.candidates, images, what, log)
+        record.update(ptq.settings.to_dict(), selection=selection, ignored_nodes=len(ptq.ignored))
+        return ptq.model, record
     if opts.method == "ptq":
         ptq = quantize_onnx(fp32_model, inputs.calib, inputs.settings)
         record["ignored_nodes"] = len(ptq.ignored)

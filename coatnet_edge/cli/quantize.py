@@ -30,8 +30,12 @@ QUANTIZE_HELP = {
               "fine-tuning with distillation from the FP32 model (minutes).",
     "preset": "tensorrt: symmetric signed INT8, zero points 0, per-channel weights (runs everywhere); "
               "openvino: asymmetric activations for OpenVINO's CPU kernels.",
-    "scheme": "hybrid: conv stages as a CNN, attention stages keep LayerNorm/Softmax/residuals float; "
-              "cnn: NNCF's defaults over the whole graph; transformer: NNCF's transformer model type throughout.",
+    "scheme": "auto: quantize with each --candidate, keep the one that agrees best with FP32 on held-out images "
+              "(the calibration folder beyond the calibration sample, else --eval-dir); hybrid: conv stages as a "
+              "CNN, attention stages keep LayerNorm/Softmax/residuals float; cnn: NNCF's defaults over the whole "
+              "graph; transformer: NNCF's transformer model type throughout.",
+    "candidates": "A scheme --scheme auto measures (repeatable; narrows the set).",
+    "score_size": "Held-out images the candidates are scored on.",
     "calib_size": "Images drawn from --calib-dir.",
     "seed": "Seed of the calibration/evaluation samples (and of QAT).",
     "smooth_quant": "NNCF SmoothQuant (acts with --scheme transformer).",
@@ -49,7 +53,8 @@ def quantization_options(*, calib_required: bool) -> Any:
     return stack(
         path_option("--calib-dir", required=calib_required,
                     help="A few hundred representative images (class subfolders or flat)."),
-        config_options(QuantizeOptions, QUANTIZE_HELP, decls={"ignored_patterns": ("--ignore", "ignored_patterns")}),
+        config_options(QuantizeOptions, QUANTIZE_HELP, decls={"ignored_patterns": ("--ignore", "ignored_patterns"),
+                                                              "candidates": ("--candidate", "candidates")}),
         path_option("--eval-dir", default=None,
                     help="Images to measure the budget and the final drop on (not the calibration images)."),
         path_option("--train-dir", default=None, help="QAT training images, labeled or not (default: --calib-dir)."),

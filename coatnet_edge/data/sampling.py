@@ -59,8 +59,11 @@ class ImageSample:
 
 def build_calibration_set(calib_dir: str | Path, preprocess: PreprocessConfig, *, size: int = DEFAULT_SIZE,
                           seed: int = 0, min_images: int = MIN_IMAGES, warn_short: bool = True,
-                          purpose: str = "calibration", labeled: bool | None = None) -> ImageSample:
+                          purpose: str = "calibration", labeled: bool | None = None,
+                          exclude: frozenset[Path] = frozenset()) -> ImageSample:
     """Pick ``size`` images (stratified over class subfolders when present), decode and preprocess them.
+
+    ``exclude``: paths never picked (e.g. the calibration images, for a held-out sample of the same folder).
 
     Unreadable files are skipped and listed; fewer usable images than asked is a warning, fewer than
     ``min_images`` an error (``warn_short=False`` when ``size`` is only a cap, as for evaluation sets).
@@ -74,6 +77,8 @@ def build_calibration_set(calib_dir: str | Path, preprocess: PreprocessConfig, *
     for path in order:
         if len(paths) == size:
             break
+        if path in exclude:
+            continue
         try:
             img = load_image(path)
             arrays.append(preprocess_image(img, preprocess))

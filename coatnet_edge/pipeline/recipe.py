@@ -23,7 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
-from coatnet_edge.calibration.options import Method, Preset, QuantizeOptions, Scheme
+from coatnet_edge.calibration.options import Candidate, Method, Preset, QuantizeOptions, Scheme
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.runtime import registry
@@ -90,6 +90,7 @@ class QuantizeSection:
     method: Method = _QUANTIZE.method
     preset: Preset = _QUANTIZE.preset
     scheme: Scheme = _QUANTIZE.scheme
+    candidates: tuple[Candidate, ...] = _QUANTIZE.candidates
     calib_dir: str | None = None
     calib_size: int = _QUANTIZE.calib_size
     smooth_quant: bool = _QUANTIZE.smooth_quant
@@ -98,9 +99,9 @@ class QuantizeSection:
     qat_epochs: int = 3
 
     def options(self, seed: int) -> QuantizeOptions:
-        return QuantizeOptions(method=self.method, preset=self.preset, scheme=self.scheme, calib_size=self.calib_size,
-                               seed=seed, smooth_quant=self.smooth_quant, max_drop=self.max_drop,
-                               max_float_layers=self.max_float_layers)
+        return QuantizeOptions(method=self.method, preset=self.preset, scheme=self.scheme, candidates=self.candidates,
+                               calib_size=self.calib_size, seed=seed, smooth_quant=self.smooth_quant,
+                               max_drop=self.max_drop, max_float_layers=self.max_float_layers)
 
 
 @dataclass(frozen=True)

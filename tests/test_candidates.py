@@ -1,0 +1,66 @@
+"""INT8 candidates measured, the best kept (issue 16): ``--scheme auto`` quantizes with each candidate scheme,
+scores them against FP32 on images held apart from calibration, writes the winner, and records the scoreboard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+
+from coatnet_edge.calibration.sensitivity import onnx_logits
+from coatnet_edge.data.preprocess import PreprocessConfig
+from coatnet_edge.data.sampling import build_calibration_set
+from coatnet_edge.metrics import compare_logits
+from tests.conftest import assert_one_line_error, run_cli
+
+
+def _quantize(tiny_dataset: Path, out: Path, *flags: str) -> dict:
+    proc = run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(tiny_dataset / "train"),
+                   "--out", str(out), *flags)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((out / "builtin_student.int8.onnx.manifest.json").read_text())
+
+
+def test_auto_keeps_the_candidate_most_faithful_on_held_out_images(tiny_dataset: Path, tmp_path: Path) -> None:
+    manifest = _quantize(tiny_dataset, tmp_path / "auto", "--calib-size", "64")
+    record = manifest["quantization"]
+    board = record["selection"]["scoreboard"]
+    assert [row["scheme"] for row in board] == ["hybrid", "transformer"]
+    chosen = [row for row in board if row["chosen"]]
+    assert len(chosen) == 1 and record["scheme"] == record["selection"]["chosen"] == chosen[0]["scheme"]
+    assert (chosen[0]["top1_agreement"], chosen[0]["cosine"]) == max((r["top1_agreement"], r["cosine"]) for r in board)
+    assert "176 images held apart from calibration" in record["selection"]["method"]
+
+    # the file written is the winner: re-scored on the same held-out images it gives the winner's numbers
+    pre = PreprocessConfig.from_dict(manifest["preprocess"])
+    calib = build_calibration_set(tiny_dataset / "train", pre, size=64, seed=0)
+    held_out = build_calibration_set(tiny_dataset / "train", pre, size=300, seed=0, min_images=32, warn_short=False,
+                                     exclude=frozenset(calib.paths))
+    assert len(held_out) == 176 and not set(held_out.paths) & set(calib.paths)
+    fp32 = onnx.load(str(tmp_path / "auto" / "builtin_student.fp32.onnx"))
+    int8 = onnx.load(str(tmp_path / "auto" / "builtin_student.int8.onnx"))
+    again = compare_logits(onnx_logits(fp32, held_out.images), onnx_logits(int8, held_out.images))
+    assert round(again.top1_agreement, 4) == chosen[0]["top1_agreement"]
+    assert abs(again.cosine - chosen[0]["cosine"]) < 1e-5
+
+
+def test_one_candidate_or_an_explicit_scheme_measures_nothing(tiny_dataset: Path, tmp_path: Path) -> None:
+    record = _quantize(tiny_dataset, tmp_path / "one", "--calib-size", "64", "--candidate", "transformer")
+    assert record["quantization"]["scheme"] == "transformer" and "selection" not in record["quantization"]
+    record = _quantize(tiny_dataset, tmp_path / "hybrid", "--calib-size", "64", "--scheme", "hybrid")
+    assert record["quantization"]["scheme"] == "hybrid" and "selection" not in record["quantization"]
+
+
+def test_without_held_out_images_the_first_candidate_is_kept_and_the_record_says_why(tiny_dataset: Path,
+                                                                                     tmp_path: Path) -> None:
+    record = _quantize(tiny_dataset, tmp_path / "all", "--calib-size", "240")["quantization"]
+    assert record["scheme"] == "hybrid" and record["selection"]["scoreboard"] == []
+    assert record["selection"]["method"].startswith("not measured: 0 held-out images")
+
+
+def test_unknown_candidate_is_one_line(tiny_dataset: Path, tmp_path: Path) -> None:
+    proc = run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(tiny_dataset / "train"),
+                   "--candidate", "mixed", "--out", str(tmp_path / "x"))
+    assert_one_line_error(proc, "--candidate", "mixed")
+    assert not (tmp_path / "x").exists()
