@@ -270,8 +270,12 @@ def _coerce(value: Any, kind: Any, where: Path, key: str) -> Any:
         ok = isinstance(value, str)
     elif typing.get_origin(kind) is tuple:
         item = typing.get_args(kind)[0]
-        ok = isinstance(value, list) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
-        value = tuple(value) if ok else value
+        ok = isinstance(value, list)
+        if ok and typing.get_origin(item) is typing.Literal:  # a list of choices: each one checked
+            value = tuple(_coerce(v, item, where, key) for v in value)
+        else:
+            ok = ok and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
+            value = tuple(value) if ok else value
     if not ok:
         raise CoatnetEdgeError(f"{key} must be {_type_name(kind)}, got {value!r}", path=where,
                                fix="e.g. `coatnet-edge run --print-recipe` shows every key with its default")
