@@ -44,6 +44,14 @@ def test_auto_keeps_the_candidate_most_faithful_on_held_out_images(tiny_dataset:
     assert round(again.top1_agreement, 4) == chosen[0]["top1_agreement"]
     assert abs(again.cosine - chosen[0]["cosine"]) < 1e-5
 
+    # the report's note says which path made the row, and what it was chosen over
+    from coatnet_edge.runtime.artifact import artifact_origin
+
+    note = artifact_origin(tmp_path / "auto" / "builtin_student.int8.onnx")
+    scores = ", ".join(f"{r['scheme']} {100 * r['top1_agreement']:.1f} %" for r in board)
+    assert note == (f"made by NNCF PTQ, {chosen[0]['scheme']} scheme, tensorrt preset (kept of {scores} agreement "
+                    "on held-out images)")
+
 
 def test_one_candidate_or_an_explicit_scheme_measures_nothing(tiny_dataset: Path, tmp_path: Path) -> None:
     record = _quantize(tiny_dataset, tmp_path / "one", "--calib-size", "64", "--candidate", "transformer")

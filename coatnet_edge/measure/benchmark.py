@@ -23,7 +23,7 @@ from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.progress import progress_bar
 from coatnet_edge.runtime import load_runner
-from coatnet_edge.runtime.artifact import artifact_profile, artifact_role, artifact_size
+from coatnet_edge.runtime.artifact import artifact_origin, artifact_profile, artifact_role, artifact_size
 
 SCHEMA = "coatnet-edge/benchmark/v1"
 SCHEMA_FILE = Path(__file__).parents[1] / "schemas" / "benchmark-v1.schema.json"
@@ -105,7 +105,7 @@ def benchmark(artifacts: list[str | Path], *, batches: tuple[int, ...] = (1,), t
                 batch = rng.standard_normal((batch_size, *pre.input_shape)).astype(np.float32)
                 stats = time_runner(runner, batch, warmup=warmup, runs=runs, seconds=seconds)
                 results.append({"artifact": str(item), **runner.info.to_dict(), "batch": batch_size,
-                                "role": artifact_role(item),
+                                "role": artifact_role(item), "made_by": artifact_origin(item),
                                 "size_bytes": artifact_size(item), **stats})
             bar(done, len(artifacts), Path(str(item)).name)
     return {"schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -73,7 +73,7 @@ def comparison_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
             "size_mb": lat["size_bytes"] / 1e6 if lat.get("size_bytes") else None, "batch": lat["batch"],
             "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"],
             "speedup": ref_p50[lat["batch"]] / lat["p50_ms"] if lat["batch"] in ref_p50 else None,
-            "note": "; ".join(n for n in (lat.get("role"), _fallback_note(lat)) if n)})
+            "note": "; ".join(n for n in (lat.get("made_by"), lat.get("role"), _fallback_note(lat)) if n)})
     rows += [{"device": device, "artifact": "-", "backend": item["backend"], "precision": item["precision"],
               "batch": None, "note": f"skipped: {item['reason']}"} for item in doc.get("skipped", [])]
     return rows

@@ -46,6 +46,24 @@ def artifact_role(item: str | Path) -> str | None:
     return manifest.record.get("role") if manifest else None
 
 
+def artifact_origin(item: str | Path) -> str | None:
+    """Which INT8 path made the artifact, from its manifest's quantization record (and, where the scheme was
+    measured against other candidates, their scores): the report says it beside the row."""
+    manifest = Manifest.read(item) if backend_for(item) not in (None, "pytorch") else None
+    quantization = manifest.record.get("quantization") if manifest else None
+    if not quantization:
+        return None
+    method = "QAT" if quantization.get("method") == "qat" else "PTQ"
+    text = f"made by NNCF {method}, {quantization.get('scheme')} scheme, {quantization.get('preset')} preset"
+    board = (quantization.get("selection") or {}).get("scoreboard") or []
+    if board:
+        scores = ", ".join(f"{row['scheme']} {100 * row['top1_agreement']:.1f} %" for row in board)
+        text += f" (kept of {scores} agreement on held-out images)"
+    if manifest.kind not in (None, "onnx"):
+        text += f", {manifest.kind} built from that Q/DQ graph"
+    return text
+
+
 def artifact_size(item: str | Path) -> int | None:
     """Bytes on disk of the artifact and its weight file (.bin next to an OpenVINO .xml)."""
     path = resolve_source(item) if str(item).startswith("builtin:") else Path(item)
