@@ -26,9 +26,11 @@ def test_auto_keeps_the_candidate_most_faithful_on_held_out_images(tiny_dataset:
     manifest = _quantize(tiny_dataset, tmp_path / "auto", "--calib-size", "64")
     record = manifest["quantization"]
     board = record["selection"]["scoreboard"]
-    assert [row["scheme"] for row in board] == ["hybrid", "transformer"]
+    assert [row["scheme"] for row in board] == ["hybrid", "transformer", "transformer+smoothquant"]
     chosen = [row for row in board if row["chosen"]]
-    assert len(chosen) == 1 and record["scheme"] == record["selection"]["chosen"] == chosen[0]["scheme"]
+    assert len(chosen) == 1 and record["selection"]["chosen"] == chosen[0]["scheme"]
+    scheme, _, extra = chosen[0]["scheme"].partition("+")
+    assert (record["scheme"], record["smooth_quant"]) == (scheme, extra == "smoothquant")
     assert (chosen[0]["top1_agreement"], chosen[0]["cosine"]) == max((r["top1_agreement"], r["cosine"]) for r in board)
     assert "176 images held apart from calibration" in record["selection"]["method"]
 
@@ -49,7 +51,8 @@ def test_auto_keeps_the_candidate_most_faithful_on_held_out_images(tiny_dataset:
 
     note = artifact_origin(tmp_path / "auto" / "builtin_student.int8.onnx")
     scores = ", ".join(f"{r['scheme']} {100 * r['top1_agreement']:.1f} %" for r in board)
-    assert note == (f"made by NNCF PTQ, {chosen[0]['scheme']} scheme, tensorrt preset (kept of {scores} agreement "
+    smooth = " with SmoothQuant" if extra else ""
+    assert note == (f"made by NNCF PTQ, {scheme} scheme{smooth}, tensorrt preset (kept of {scores} agreement "
                     "on held-out images)")
 
 

@@ -14,10 +14,11 @@ from coatnet_edge.errors import CoatnetEdgeError
 Method = Literal["ptq", "qat"]
 Preset = Literal["tensorrt", "openvino"]  # tensorrt: symmetric INT8 everywhere; openvino: asymmetric activations
 Scheme = Literal["auto", "hybrid", "cnn", "transformer"]  # auto: each of ``candidates`` measured, the best kept
-Candidate = Literal["hybrid", "cnn", "transformer"]
+Candidate = Literal["hybrid", "cnn", "transformer", "transformer+smoothquant"]  # a scheme [+ SmoothQuant]
 METHODS: tuple[str, ...] = typing.get_args(Method)
 PRESETS: tuple[str, ...] = typing.get_args(Preset)
-SCHEMES: tuple[str, ...] = typing.get_args(Candidate)  # what one quantization pass can use
+SCHEMES: tuple[str, ...] = ("hybrid", "cnn", "transformer")  # what one quantization pass can use
+CANDIDATES: tuple[str, ...] = typing.get_args(Candidate)
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class QuantizeOptions:
     method: Method = "ptq"
     preset: Preset = "tensorrt"
     scheme: Scheme = "auto"
-    candidates: tuple[Candidate, ...] = ("hybrid", "transformer")  # what scheme="auto" measures
+    candidates: tuple[Candidate, ...] = ("hybrid", "transformer", "transformer+smoothquant")  # what "auto" measures
     calib_size: int = 300
     seed: int = 0
     smooth_quant: bool = False
@@ -41,10 +42,10 @@ class QuantizeOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "ignored_patterns", tuple(self.ignored_patterns))
         object.__setattr__(self, "candidates", tuple(self.candidates))
-        unknown = [c for c in self.candidates if c not in SCHEMES]
+        unknown = [c for c in self.candidates if c not in CANDIDATES]
         if unknown or not self.candidates:
             raise CoatnetEdgeError(f"unknown candidate scheme '{unknown[0] if unknown else ''}'",
-                                   fix=f"use some of: {', '.join(SCHEMES)}")
+                                   fix=f"use some of: {', '.join(CANDIDATES)}")
         for name, value in (("method", self.method), ("preset", self.preset), ("scheme", self.scheme)):
             allowed = choices(name)
             if value not in allowed:

@@ -8,6 +8,7 @@ stages themselves live in ``export/`` and ``calibration/``. Nothing is written b
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import numpy as np
 import onnx
 
 from coatnet_edge.atomic import atomic_path, ensure_output_dir
-from coatnet_edge.calibration.candidates import MIN_SCORE_IMAGES, choose_ptq
+from coatnet_edge.calibration.candidates import MIN_SCORE_IMAGES, candidate_settings, choose_ptq
 from coatnet_edge.calibration.options import QuantizeOptions
 from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
 from coatnet_edge.calibration.qat import QatConfig, qat
@@ -111,9 +112,11 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, optio
 def _check_inputs(model: str | Path, calib_dir: str | Path, eval_dir: str | Path | None,
                   train_dir: str | Path | None, opts: QuantizeOptions, source_options: SourceOptions) -> _Inputs:
     loaded = load_model(model, source_options)
-    scheme = opts.candidates[0] if opts.scheme == "auto" else opts.scheme  # auto: the PTQ pass measures them all
-    settings = PtqSettings(preset=opts.preset, scheme=scheme, smooth_quant=opts.smooth_quant,
-                           ignored_patterns=opts.ignored_patterns, attention_stages=loaded.attention_stages)
+    settings = PtqSettings(preset=opts.preset, scheme="hybrid" if opts.scheme == "auto" else opts.scheme,
+                           smooth_quant=opts.smooth_quant, ignored_patterns=opts.ignored_patterns,
+                           attention_stages=loaded.attention_stages)
+    if opts.scheme == "auto":  # the first candidate, unless the PTQ pass measures them all
+        settings = candidate_settings(settings, opts.candidates[0])
     evalset = None
     if eval_dir is not None:
         evalset = load_eval_data(eval_dir, loaded.preprocess, loaded.class_names, limit=opts.eval_size,
@@ -148,7 +151,8 @@ def _quantize_graph(inputs: _Inputs, fp32_model: Any, opts: QuantizeOptions, qat
                               **inputs.settings.to_dict()}
     if opts.method == "ptq" and inputs.holdout is not None:
         images, what = inputs.holdout
-        ptq, selection = choose_ptq(fp32_model, inputs.calib, inputs.settings, opts.candidates, images, what, log)
+        base = dataclasses.replace(inputs.settings, smooth_quant=opts.smooth_quant)  # before the first candidate's
+        ptq, selection = choose_ptq(fp32_model, inputs.calib, base, opts.candidates, images, what, log)
         record.update(ptq.settings.to_dict(), selection=selection, ignored_nodes=len(ptq.ignored))
         return ptq.model, record
     if opts.method == "ptq":

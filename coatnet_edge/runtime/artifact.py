@@ -54,7 +54,8 @@ def artifact_origin(item: str | Path) -> str | None:
     if not quantization:
         return None
     method = "QAT" if quantization.get("method") == "qat" else "PTQ"
-    text = f"made by NNCF {method}, {quantization.get('scheme')} scheme, {quantization.get('preset')} preset"
+    smooth = " with SmoothQuant" if quantization.get("smooth_quant") else ""
+    text = f"made by NNCF {method}, {quantization.get('scheme')} scheme{smooth}, {quantization.get('preset')} preset"
     board = (quantization.get("selection") or {}).get("scoreboard") or []
     if board:
         scores = ", ".join(f"{row['scheme']} {100 * row['top1_agreement']:.1f} %" for row in board)
