@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from coatnet_edge.calibration.sensitivity import onnx_logits
+from coatnet_edge.data.corrupt import corrupted_batch
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.metrics import compare_logits
@@ -32,7 +34,8 @@ def test_auto_keeps_the_candidate_most_faithful_on_held_out_images(tiny_dataset:
     scheme, _, extra = chosen[0]["scheme"].partition("+")
     assert (record["scheme"], record["smooth_quant"]) == (scheme, extra == "smoothquant")
     assert (chosen[0]["top1_agreement"], chosen[0]["cosine"]) == max((r["top1_agreement"], r["cosine"]) for r in board)
-    assert "176 images held apart from calibration" in record["selection"]["method"]
+    assert "352 images held apart from calibration (176 images of" in record["selection"]["method"]
+    assert "the same images corrupted" in record["selection"]["method"]
 
     # the file written is the winner: re-scored on the same held-out images it gives the winner's numbers
     pre = PreprocessConfig.from_dict(manifest["preprocess"])
@@ -42,7 +45,8 @@ def test_auto_keeps_the_candidate_most_faithful_on_held_out_images(tiny_dataset:
     assert len(held_out) == 176 and not set(held_out.paths) & set(calib.paths)
     fp32 = onnx.load(str(tmp_path / "auto" / "builtin_student.fp32.onnx"))
     int8 = onnx.load(str(tmp_path / "auto" / "builtin_student.int8.onnx"))
-    again = compare_logits(onnx_logits(fp32, held_out.images), onnx_logits(int8, held_out.images))
+    images = np.concatenate([held_out.images, corrupted_batch(held_out.paths, pre)])  # clean + corrupted copies
+    again = compare_logits(onnx_logits(fp32, images), onnx_logits(int8, images))
     assert round(again.top1_agreement, 4) == chosen[0]["top1_agreement"]
     assert abs(again.cosine - chosen[0]["cosine"]) < 1e-5
 

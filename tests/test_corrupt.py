@@ -73,3 +73,16 @@ def test_cli_writes_the_copy_and_bad_input_is_one_line(tiny_dataset: Path, tmp_p
         CorruptConfig(severity=6)
     with pytest.raises(CoatnetEdgeError, match="unknown corruption 'fog'"):
         CorruptConfig(kinds=("fog",))
+
+
+def test_in_memory_corruption_equals_the_written_copy(tiny_dataset: Path, tmp_path: Path) -> None:
+    """What quantize scores its candidates on (corrupted_batch) is exactly `data corrupt`'s pixels, preprocessed."""
+    from coatnet_edge.data.corrupt import corrupted_batch
+    from coatnet_edge.data.preprocess import PreprocessConfig, preprocess_batch
+
+    val = tiny_dataset / "val"
+    paths = sorted(scan_folder(val).paths)[:16]
+    pre = PreprocessConfig(image_size=64)
+    written = write_corrupted(val, tmp_path / "copy")
+    on_disk = preprocess_batch([written / p.relative_to(val).with_suffix(".png") for p in paths], pre)
+    np.testing.assert_array_equal(corrupted_batch(paths, pre), on_disk)

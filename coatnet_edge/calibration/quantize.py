@@ -30,6 +30,7 @@ from coatnet_edge.calibration.sensitivity import (
     rank_layers,
     write_sensitivity_csv,
 )
+from coatnet_edge.data.corrupt import corrupted_batch
 from coatnet_edge.data.folders import ImageFolder, scan_folder
 from coatnet_edge.data.sampling import ImageSample, build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
@@ -137,10 +138,14 @@ def _held_out(calib_dir: str | Path, calib: ImageSample, evalset: ImageSample | 
         spare = build_calibration_set(calib_dir, calib.preprocess, size=opts.score_size, seed=opts.seed,
                                       min_images=MIN_SCORE_IMAGES, warn_short=False, purpose="held-out scoring",
                                       exclude=frozenset(calib.paths))
-        return spare.images, f"{calib_dir} beyond the calibration sample"
+        # clean and corrupted copies: flips happen near decision boundaries, and corrupted images have more of them
+        images = np.concatenate([spare.images, corrupted_batch(spare.paths, calib.preprocess)])
+        return images, (f"{len(spare)} images of {calib_dir} beyond the calibration sample, and the same images "
+                        "corrupted (blur, noise, contrast, JPEG cycled, severity 3)")
     except CoatnetEdgeError:
         if evalset is not None:
-            return evalset.images, f"--eval-dir {evalset.root}"
+            images = np.concatenate([evalset.images, corrupted_batch(evalset.paths, calib.preprocess)])
+            return images, f"{len(evalset)} images of --eval-dir {evalset.root}, clean and corrupted"
         return None, f"{calib_dir} holds no images beyond the calibration sample, and no --eval-dir"
 
 

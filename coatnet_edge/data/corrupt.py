@@ -76,6 +76,17 @@ def corrupt_image(img: Image.Image, kind: str, severity: int, rng: np.random.Gen
     return Image.fromarray(np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8))
 
 
+def corrupted_batch(paths: list[Path], preprocess: Any, config: CorruptConfig | None = None) -> np.ndarray:
+    """The images at ``paths`` corrupted as ``write_corrupted`` would (kinds cycled, seeded), preprocessed in memory."""
+    from coatnet_edge.data.preprocess import preprocess_image
+
+    config = config or CorruptConfig()
+    out = [preprocess_image(corrupt_image(load_image(path), config.kinds[i % len(config.kinds)], config.severity,
+                                          np.random.default_rng([config.seed, i])), preprocess)
+           for i, path in enumerate(paths)]
+    return np.stack(out) if out else np.empty((0, *preprocess.input_shape), dtype=np.float32)
+
+
 def write_corrupted(src: str | Path, out: str | Path, config: CorruptConfig | None = None, *,
                     progress: Callable[[int, int], None] | None = None) -> Path:
     """Write ``out``: ``src``'s images (same relative paths, as PNG) each under one corruption, and
