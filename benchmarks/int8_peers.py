@@ -28,6 +28,7 @@ from docpage import Machine, table, write_page  # the script folder is on sys.pa
 from coatnet_edge.calibration.candidates import choose_ptq
 from coatnet_edge.calibration.options import QuantizeOptions
 from coatnet_edge.calibration.ptq import PtqSettings, quantize_onnx
+from coatnet_edge.calibration.quantize import held_out_images
 from coatnet_edge.data.corrupt import CorruptConfig, write_corrupted
 from coatnet_edge.data.folders import scan_folder
 from coatnet_edge.data.preprocess import PreprocessConfig, preprocess_batch
@@ -119,10 +120,9 @@ def fidelity(source: str, data: Path, corrupted: Path, calib_size: int, work: Pa
 
     # what `coatnet-edge quantize` does by default: every candidate scored on the train folder beyond calibration
     options = QuantizeOptions()
-    held_out = build_calibration_set(data / "train", loaded.preprocess, size=options.score_size, seed=0,
-                                     min_images=32, warn_short=False, exclude=frozenset(calib.paths))
+    images, what = held_out_images(data / "train", calib, None, options)
     result, selection = choose_ptq(onnx.load(str(fp32)), calib, PtqSettings(attention_stages=loaded.attention_stages),
-                                   options.candidates, held_out.images, "train beyond calibration", log=print)
+                                   options.candidates, images, what, log=print)
     onnx.save(result.model, str(toolkit))
     chosen = selection["chosen"]
     targets = {
@@ -292,21 +292,22 @@ METHOD = """
 Fidelity: the built-in models ({models}), each exported once to FP32 ONNX. Every INT8 path starts from that
 file and the same {calib} calibration images of the built-in train split (seeded, stratified), with the
 model's own preprocessing. The toolkit rows are `coatnet-edge quantize` defaults (NNCF on the ONNX graph,
-TensorRT preset: signed symmetric INT8; `--scheme auto`: each default candidate scored on up to 300 train images
-beyond the calibration sample, the most faithful kept); the plain rows are what each library's documentation
-shows, with default settings. All rows are measured against the FP32 ONNX in ONNX Runtime (the same reference
-for all), on the whole validation split (clean) and on its corrupted copy (`coatnet-edge data corrupt`, the
-four kinds cycled, severity 3). agree = share of images whose INT8 top-1 equals FP32's; cosine = mean
-cosine of the logits. OpenVINO rows are compiled with float parts pinned to f32 (so bf16 float math on
-AMX/AVX512-BF16 CPUs does not mix into INT8 fidelity). The "why" rows are other toolkit settings on the same
-inputs, run in ONNX Runtime, to isolate what differs from the plain paths (scheme, the signed-INT8 rewrite
-TensorRT needs, asymmetric activations); the unsigned one is a diagnostic, not a graph TensorRT accepts.
+TensorRT preset: signed symmetric INT8; `--scheme auto`: each default candidate scored on up to 300 train
+images beyond the calibration sample and a corrupted copy of them, the most faithful kept); the plain rows are
+what each library's documentation shows, with default settings. All rows are measured against the FP32 ONNX in
+ONNX Runtime (the same reference for all), on the whole validation split (clean) and on its corrupted copy
+(`coatnet-edge data corrupt`, the four kinds cycled, severity 3). agree = share of images whose INT8 top-1
+equals FP32's; cosine = mean cosine of the logits. OpenVINO rows are compiled with float parts pinned to f32
+(so bf16 float math on AMX/AVX512-BF16 CPUs does not mix into INT8 fidelity). The "why" rows are other toolkit
+settings on the same inputs, run in ONNX Runtime, to isolate what differs from the plain paths (scheme, the
+signed-INT8 rewrite TensorRT needs, asymmetric activations); the unsigned one is a diagnostic, not a graph
+TensorRT accepts.
 
 Speed: our {variant} at 224 px, seeded random weights, batch 1 and 8 (one image repeated), {rounds}
-interleaved rounds of {runs} timed runs per configuration after 3 warm-up runs; p50/p90 over all timed
-runs. Ratios are p50 ratios measured in this run. "float math" is what OpenVINO compiled the float parts
-for (INFERENCE_PRECISION_HINT read back). The cosine column uses random weights and 32 images, so it says
-little about accuracy; the fidelity table above does.
+interleaved rounds of {runs} timed runs per configuration after 3 warm-up runs; p50/p90 over all timed runs.
+Ratios are p50 ratios measured in this run. "float math" is what OpenVINO compiled the float parts for
+(INFERENCE_PRECISION_HINT read back). The cosine column uses random weights and 32 images, so it says little
+about accuracy; the fidelity table above does.
 """
 
 

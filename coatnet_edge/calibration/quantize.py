@@ -126,12 +126,12 @@ def _check_inputs(model: str | Path, calib_dir: str | Path, eval_dir: str | Path
     train_folder = scan_folder(train_dir or calib_dir, verify=False) if opts.method == "qat" else None
     inputs = _Inputs(loaded, settings, calib, evalset, train_folder)
     if opts.method == "ptq" and opts.scheme == "auto" and len(opts.candidates) > 1:
-        inputs.holdout = _held_out(calib_dir, calib, evalset, opts)
+        inputs.holdout = held_out_images(calib_dir, calib, evalset, opts)
     return inputs
 
 
-def _held_out(calib_dir: str | Path, calib: ImageSample, evalset: ImageSample | None,
-              opts: QuantizeOptions) -> tuple[np.ndarray | None, str]:
+def held_out_images(calib_dir: str | Path, calib: ImageSample, evalset: ImageSample | None,
+                    opts: QuantizeOptions) -> tuple[np.ndarray | None, str]:
     """Images to score the candidates on: the calibration folder beyond the calibration sample, else the
     evaluation images (``--eval-dir``), else none."""
     try:
