@@ -120,9 +120,9 @@ def fidelity(source: str, data: Path, corrupted: Path, calib_size: int, work: Pa
 
     # what `coatnet-edge quantize` does by default: every candidate scored on the train folder beyond calibration
     options = QuantizeOptions()
-    images, what = held_out_images(data / "train", calib, None, options)
+    scored, what = held_out_images(data / "train", calib, None, options)
     result, selection = choose_ptq(onnx.load(str(fp32)), calib, PtqSettings(attention_stages=loaded.attention_stages),
-                                   options.candidates, images, what, log=print)
+                                   options.candidates, scored, what, log=print)
     onnx.save(result.model, str(toolkit))
     chosen = selection["chosen"]
     targets = {
