@@ -138,15 +138,18 @@ def held_out_images(calib_dir: str | Path, calib: ImageSample, evalset: ImageSam
         spare = build_calibration_set(calib_dir, calib.preprocess, size=opts.score_size, seed=opts.seed,
                                       min_images=MIN_SCORE_IMAGES, warn_short=False, purpose="held-out scoring",
                                       exclude=frozenset(calib.paths))
-        # clean and corrupted copies: flips happen near decision boundaries, and corrupted images have more of them
-        images = np.concatenate([spare.images, corrupted_batch(spare.paths, calib.preprocess)])
-        return images, (f"{len(spare)} images of {calib_dir} beyond the calibration sample, and the same images "
-                        "corrupted (blur, noise, contrast, JPEG cycled, severity 3)")
+        return _with_corrupted(spare), (f"{len(spare)} images of {calib_dir} beyond the calibration sample, and the "
+                                        "same images corrupted (blur, noise, contrast, JPEG cycled, severity 3)")
     except CoatnetEdgeError:
         if evalset is not None:
-            images = np.concatenate([evalset.images, corrupted_batch(evalset.paths, calib.preprocess)])
-            return images, f"{len(evalset)} images of --eval-dir {evalset.root}, clean and corrupted"
+            return _with_corrupted(evalset), f"{len(evalset)} images of --eval-dir {evalset.root}, clean and corrupted"
         return None, f"{calib_dir} holds no images beyond the calibration sample, and no --eval-dir"
+
+
+def _with_corrupted(sample: ImageSample) -> np.ndarray:
+    """The sample's images and a corrupted copy of them: flips happen near decision boundaries, and corrupted
+    images have more of them."""
+    return np.concatenate([sample.images, corrupted_batch(sample.paths, sample.preprocess)])
 
 
 def _quantize_graph(inputs: _Inputs, fp32_model: Any, opts: QuantizeOptions, qat_config: Any, out: Path,

@@ -23,7 +23,7 @@ from PIL import Image, ImageFilter
 
 from coatnet_edge.atomic import atomic_path
 from coatnet_edge.data.folders import scan_folder
-from coatnet_edge.data.preprocess import load_image
+from coatnet_edge.data.preprocess import PreprocessConfig, load_image, preprocess_image
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.hashing import sha256_text
 
@@ -76,14 +76,17 @@ def corrupt_image(img: Image.Image, kind: str, severity: int, rng: np.random.Gen
     return Image.fromarray(np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8))
 
 
-def corrupted_batch(paths: list[Path], preprocess: Any, config: CorruptConfig | None = None) -> np.ndarray:
-    """The images at ``paths`` corrupted as ``write_corrupted`` would (kinds cycled, seeded), preprocessed in memory."""
-    from coatnet_edge.data.preprocess import preprocess_image
+def _corrupted(path: Path, index: int, config: CorruptConfig) -> tuple[Image.Image, str]:
+    """The ``index``-th image of a folder under its corruption: kinds cycle, the noise is seeded per index."""
+    kind = config.kinds[index % len(config.kinds)]
+    return corrupt_image(load_image(path), kind, config.severity, np.random.default_rng([config.seed, index])), kind
 
+
+def corrupted_batch(paths: list[Path], preprocess: PreprocessConfig, config: CorruptConfig | None = None
+                    ) -> np.ndarray:
+    """The images at ``paths`` corrupted as ``write_corrupted`` would (kinds cycled, seeded), preprocessed in memory."""
     config = config or CorruptConfig()
-    out = [preprocess_image(corrupt_image(load_image(path), config.kinds[i % len(config.kinds)], config.severity,
-                                          np.random.default_rng([config.seed, i])), preprocess)
-           for i, path in enumerate(paths)]
+    out = [preprocess_image(_corrupted(path, i, config)[0], preprocess) for i, path in enumerate(paths)]
     return np.stack(out) if out else np.empty((0, *preprocess.input_shape), dtype=np.float32)
 
 
@@ -104,9 +107,7 @@ def write_corrupted(src: str | Path, out: str | Path, config: CorruptConfig | No
     pixels = []
     with atomic_path(out) as tmp:
         for index, path in enumerate(paths):
-            kind = config.kinds[index % len(config.kinds)]
-            rng = np.random.default_rng([config.seed, index])
-            image = corrupt_image(load_image(path), kind, config.severity, rng)
+            image, kind = _corrupted(path, index, config)
             rel = path.relative_to(src).with_suffix(".png")
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             image.save(tmp / rel)

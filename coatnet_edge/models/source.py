@@ -18,7 +18,7 @@ from torch import nn
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.models.builtin import resolve_source
-from coatnet_edge.models.checkpoint import load_checkpoint
+from coatnet_edge.models.checkpoint import load_checkpoint, load_state_dict
 from coatnet_edge.models.hf_folder import read_hf_folder
 from coatnet_edge.models.source_options import USER, SourceOptions, resolve_preprocess
 from coatnet_edge.models.timm_source import (
@@ -80,6 +80,9 @@ def load_model(source: str | Path | nn.Module, options: SourceOptions | None = N
                                    "or --model timm:<name> --weights FILE")
     path = resolve_source(source)
     if path.is_dir():
+        if options.ema:
+            raise CoatnetEdgeError("--ema goes with a timm training checkpoint (state_dict_ema); a Hugging Face "
+                                   "folder holds one set of weights", path=path, fix="drop --ema")
         return _from_trained(read_hf_folder(path), options, name=path.name)
     if path.is_file() and is_pickle_file(path):
         trained = read_pickled_checkpoint(path, ema=options.ema)
@@ -120,8 +123,6 @@ def _in_chans(net: nn.Module) -> int:
 
 def _timm_weights(path: Path, options: SourceOptions) -> TrainedWeights:
     """``--weights`` of a ``timm:<name>``: a state dict (safetensors / pickle) or a timm training checkpoint."""
-    from coatnet_edge.models.checkpoint import load_state_dict
-
     if is_pickle_file(path) and path.is_file():
         return read_pickled_checkpoint(path, ema=options.ema)
     if options.ema:
@@ -131,9 +132,6 @@ def _timm_weights(path: Path, options: SourceOptions) -> TrainedWeights:
 
 
 def _from_trained(trained: TrainedWeights, options: SourceOptions, *, name: str) -> LoadedModel:
-    if options.ema and trained.described_in is not None:
-        raise CoatnetEdgeError("--ema goes with a timm training checkpoint (state_dict_ema); a Hugging Face folder "
-                               "holds one set of weights", path=trained.described_in.parent, fix="drop --ema")
     check_timm_architecture(trained.architecture or "", trained.described_in or trained.weights_file)
     net, pre, record = load_timm_model(trained.architecture, trained, options)
     return LoadedModel(net, pre, trained.architecture, trained.weights_file, TIMM_ATTENTION_STAGES,
