@@ -36,6 +36,7 @@ from coatnet_edge.data.sampling import ImageSample, build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.export.onnx import TENSORRT_GRAPH_ROLE, export_fp32_onnx
 from coatnet_edge.export.parity import artifact_parity
+from coatnet_edge.hashing import sha256_file
 from coatnet_edge.manifest import write_manifest
 from coatnet_edge.measure.evaluate import evaluate_pair, load_eval_data
 from coatnet_edge.models.source import load_model, source_summary
@@ -103,7 +104,7 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, optio
     with atomic_path(int8_path) as tmp:
         onnx.save(qmodel, str(tmp))
         onnx.checker.check_model(str(tmp))
-    manifest = _manifest(inputs, record, fp32_path, fp32_record, int8_path, qmodel, seconds)
+    manifest = _manifest(inputs, record, fp32_path, fp32_record, int8_path, qmodel, seconds, opts.score_size)
     if budget_record is not None:
         manifest["accuracy_budget"] = budget_record
     write_manifest(int8_path, manifest)
@@ -176,14 +177,16 @@ def _quantize_graph(inputs: _Inputs, fp32_model: Any, opts: QuantizeOptions, qat
 
 
 def _manifest(inputs: _Inputs, record: dict[str, Any], fp32_path: Path, fp32_record: dict[str, Any], int8_path: Path,
-              qmodel: Any, seconds: float) -> dict[str, Any]:
+              qmodel: Any, seconds: float, score_size: int) -> dict[str, Any]:
     loaded, calib = inputs.loaded, inputs.calib
     manifest = {
         "kind": "onnx", "precision": "int8", "quantization": record, "role": TENSORRT_GRAPH_ROLE,
         "source": fp32_record["source"], "variant": loaded.variant,
         "preprocess": loaded.preprocess.to_dict(), "class_names": loaded.class_names,
         "input_shape": fp32_record["input_shape"], "opset": fp32_record["opset"],
-        "calibration": {**calib.describe(), "seconds": round(seconds, 2)},
+        "calibration": {**calib.describe(), "seconds": round(seconds, 2), "score_size": score_size},
+        # what the OpenVINO target re-quantizes from when it measures NNCF on the OpenVINO model
+        "fp32_onnx": {"path": fp32_path.name, "sha256": sha256_file(fp32_path)},
         "float_layers": float_weighted_layers(qmodel),
         "check_vs_fp32": artifact_parity(fp32_path, int8_path, (calib.images[:CHECK_IMAGES], (
             f"first {min(CHECK_IMAGES, len(calib))} calibration images")), "int8", backend="onnxruntime", device="CPU"),

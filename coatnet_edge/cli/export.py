@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from coatnet_edge.calibration.openvino_int8 import OPENVINO_CANDIDATES
 from coatnet_edge.cli.options import library_option, model_source_options, path_option, stack
 from coatnet_edge.cli.output import echo_lines
 from coatnet_edge.cli.quantize import quantization_options, quantize_inputs
@@ -53,11 +54,16 @@ def _precision_flags(func: Any) -> Any:
 @library_option(run_export, "max_batch", help="Largest batch of the TensorRT profile.")
 @library_option(run_export, "device", help="OpenVINO device the IR is compiled for at export (CPU, GPU, NPU, AUTO).")
 @library_option(run_export, "workspace_mib", help="TensorRT builder workspace limit.")
+@click.option("--openvino-candidate", "openvino_candidates", multiple=True, type=click.Choice(OPENVINO_CANDIDATES),
+              default=OPENVINO_CANDIDATES, show_default=True,
+              help="OpenVINO --int8: a path measured in OpenVINO on held-out images, the most faithful kept "
+                   "(repeatable; narrows the set). qdq: the Q/DQ graph converted; nncf / nncf-transformer: NNCF on "
+                   "the OpenVINO model from the same FP32 ONNX and calibration images.")
 @quantization_options(calib_required=False)
 @path_option("--out", "out_dir", required=True, help="Folder for the artifact and its manifest.")
 def export(model: str, source_options: SourceOptions, backend: str, precision: str, batch: int,
            dynamic_batch: bool, max_batch: int, device: str, workspace_mib: int, out_dir: Path,
-           **values: Any) -> None:
+           openvino_candidates: tuple[str, ...], **values: Any) -> None:
     """Export a model for one backend, check it where it runs, and write its manifest.
 
     \b
@@ -72,5 +78,6 @@ def export(model: str, source_options: SourceOptions, backend: str, precision: s
     options = inputs.pop("options")  # the export verb takes the quantize options as keywords
     result = run_export(model, out=out_dir, backend=backend, precision=precision, batch=batch,
                         dynamic_batch=dynamic_batch, max_batch=max_batch, device=device, workspace_mib=workspace_mib,
-                        source_options=source_options, log=click.echo, **inputs, **options.to_dict())
+                        source_options=source_options, openvino_candidates=openvino_candidates, log=click.echo,
+                        **inputs, **options.to_dict())
     echo_lines(export_lines(result.artifact, backend, precision, result.manifest, result.extra_files))

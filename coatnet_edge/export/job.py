@@ -29,6 +29,7 @@ class ExportJob:
     workspace_mib: int = 2048
     net: Any = None  # the torch module, for adapters that compile PyTorch (torch-tensorrt)
     calibration: Callable[[], np.ndarray] | None = None  # preprocessed calibration images, on demand
+    prepared: Any = None  # OpenVINO INT8: the model chosen by measurement (calibration.openvino_int8.OpenVinoInt8)
 
     @property
     def source(self) -> Manifest:
@@ -72,7 +73,7 @@ class ExportOutput:
     details: dict[str, Any] = field(default_factory=dict)  # adapter-specific manifest keys (engine batch range)
 
 
-_NOT_CARRIED = ("schema", "artifact", "sha256", "size_bytes", "versions", "parity", "role")
+_NOT_CARRIED = ("schema", "artifact", "sha256", "size_bytes", "versions", "parity", "role", "fp32_onnx")
 
 
 def carried(record: dict[str, Any]) -> dict[str, Any]:

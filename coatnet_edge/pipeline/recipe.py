@@ -23,6 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
+from coatnet_edge.calibration.openvino_int8 import OPENVINO_CANDIDATES, OpenVinoCandidate
 from coatnet_edge.calibration.options import Candidate, Method, Preset, QuantizeOptions, Scheme
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.models.source_options import SourceOptions
@@ -110,6 +111,8 @@ class TargetsSection:
 
     build: tuple[str, ...] = TARGETS
     openvino_device: str = "CPU"
+    # openvino-int8: paths measured in OpenVINO on held-out images, the most faithful kept (see `export --help`)
+    openvino_int8_candidates: tuple[OpenVinoCandidate, ...] = OPENVINO_CANDIDATES
     tensorrt_max_batch: int = 32
 
 

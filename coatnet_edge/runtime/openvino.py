@@ -2,7 +2,9 @@
 
 FP32 artifacts are compiled with ``INFERENCE_PRECISION_HINT=f32``: on CPUs with AMX or AVX512-BF16
 OpenVINO otherwise silently runs them in bf16 (measured here: 3e-3 max-abs logit error instead of
-2e-7), which would make an FP32 row in a comparison table not FP32.
+2e-7), which would make an FP32 row in a comparison table not FP32. INT8 IRs run their float parts
+as their export chose by measurement (manifest ``inference_precision_hint``: f32 or bf16), labelled
+``int8`` or ``int8+bf16``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
+from coatnet_edge.manifest import Manifest
 from coatnet_edge.runtime.base import RunnerInfo
 
 _PRECISION_HINTS = {"fp32": "f32", "int8": "f32", "fp16": "f16", "bf16": "bf16"}  # int8: float parts in f32
@@ -29,7 +32,8 @@ class OpenVinoRunner:
         core = ov.Core()
         config: dict[str, str] = {}
         if precision in _PRECISION_HINTS and device.startswith("CPU"):
-            config["INFERENCE_PRECISION_HINT"] = _PRECISION_HINTS[precision]
+            config["INFERENCE_PRECISION_HINT"] = _float_parts(path) if precision == "int8" else \
+                _PRECISION_HINTS[precision]
         if threads:
             config["INFERENCE_NUM_THREADS"] = str(threads)
         try:
@@ -45,6 +49,14 @@ class OpenVinoRunner:
     def run(self, images: np.ndarray) -> np.ndarray:
         result = self.request.infer({0: np.ascontiguousarray(images, dtype=np.float32)})
         return np.array(result[self.compiled.output(0)])
+
+
+def _float_parts(path: Path) -> str:
+    """An INT8 IR's float parts as its export chose them by measurement (manifest), else f32: OpenVINO cannot
+    store the choice in the IR (a ``runtime_options`` INFERENCE_PRECISION_HINT there is not applied)."""
+    manifest = Manifest.read(path)
+    hint = manifest.record.get("inference_precision_hint") if manifest else None
+    return hint if hint in ("f32", "bf16") else _PRECISION_HINTS["int8"]
 
 
 def float_math(compiled: object) -> str | None:
