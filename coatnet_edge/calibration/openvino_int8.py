@@ -7,9 +7,10 @@ on the same network (64 vs 100 on a real-image CoAtNet; DESIGN.md). On some mode
 the OpenVINO model agrees better with FP32 (docs/int8_peers.md: built-in teacher, corrupted split,
 98.2 % vs 97.1 %), on others the Q/DQ graph does. So each candidate is quantized from the same FP32
 ONNX and the same calibration images, run in OpenVINO, and the one that agrees best with FP32 (top-1
-agreement, then logit cosine) is kept. Then the float parts: on a CPU with bf16 math OpenVINO runs
-them in bf16 unless told otherwise; the kept model is measured both ways, and bf16 is chosen only
-when it is at least as faithful and faster. The scoreboard, latencies included, goes into the manifest.
+agreement, then logit cosine) is kept, or a faster one as faithful within a small slack
+(``target_inputs.pick``). Then the float parts: on a CPU with bf16 math OpenVINO runs them in bf16
+unless told otherwise; the kept model is measured both ways, and bf16 is chosen only when it is at
+least as faithful and faster. The scoreboard, latencies included, goes into the manifest.
 """
 
 from __future__ import annotations
@@ -17,20 +18,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import onnx
 
-from coatnet_edge.calibration.options import QuantizeOptions
-from coatnet_edge.calibration.quantize import held_out_images
 from coatnet_edge.calibration.sensitivity import onnx_logits
-from coatnet_edge.data.preprocess import PreprocessConfig
-from coatnet_edge.data.sampling import build_calibration_set
+from coatnet_edge.calibration.target_inputs import RULE, TargetInt8, pick, selection_inputs
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
-from coatnet_edge.hashing import sha256_file
 from coatnet_edge.measure.benchmark import time_runner
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.runtime.base import run_batches
@@ -43,25 +39,13 @@ CANDIDATE_TEXT = {
     "nncf-transformer": "NNCF on the OpenVINO model (model_type=TRANSFORMER)",
 }
 TIMING = {"warmup": 5, "runs": 30}  # batch 1: enough to rank candidates, seconds on the built-in models
-COSINE_SLACK = 2e-4  # bf16 float parts count as "as faithful" within this logit cosine (INT8 itself costs ~2e-3)
+BF16_COSINE_SLACK = 2e-4  # bf16 float parts count as "as faithful" within this logit cosine (INT8 itself costs ~2e-3)
 FASTER_BY = 0.95  # bf16 float parts are kept only when their p50 is at most this share of f32's
 Log = Callable[[str], None]
 
 
-@dataclass
-class OpenVinoInt8:
-    """What the OpenVINO export saves: ``model`` (None: convert the Q/DQ graph as is), the ONNX graph it
-    reproduces (its parity reference), how to compile it and the record of how it was chosen."""
-
-    model: Any  # openvino.Model, INT8, or None
-    candidate: str
-    float_parts: str  # "f32" or "bf16": INFERENCE_PRECISION_HINT to compile it with
-    reference_onnx: Path | None = None
-    record: dict[str, Any] = field(default_factory=dict)
-
-
 def openvino_int8_for(qdq_onnx: Path, record: dict[str, Any], candidates: tuple[str, ...] = OPENVINO_CANDIDATES,
-                      log: Log = print) -> OpenVinoInt8:
+                      log: Log = print) -> TargetInt8:
     """The OpenVINO INT8 model for the Q/DQ graph ``qdq_onnx`` (manifest ``record``), chosen by measurement when
     the FP32 ONNX and calibration images ``quantize`` used are still there; else the Q/DQ graph, and why."""
     unknown = [c for c in candidates if c not in OPENVINO_CANDIDATES]
@@ -71,7 +55,7 @@ def openvino_int8_for(qdq_onnx: Path, record: dict[str, Any], candidates: tuple[
     found = selection_inputs(qdq_onnx, record) if tuple(candidates) != ("qdq",) else "only the qdq candidate asked"
     if isinstance(found, str):
         log(f"openvino: the Q/DQ graph converted as is ({found})")
-        return OpenVinoInt8(None, "qdq", "f32", reference_onnx=qdq_onnx, record={
+        return TargetInt8(None, "qdq", "f32", reference_onnx=qdq_onnx, record={
             "engine": "openvino", "chosen": "qdq", "path": CANDIDATE_TEXT["qdq"], "float_parts": "f32",
             "method": f"not measured: {found}", "scoreboard": []})
     fp32_onnx, calib_images, holdout, what = found
@@ -79,33 +63,6 @@ def openvino_int8_for(qdq_onnx: Path, record: dict[str, Any], candidates: tuple[
     chosen = choose_openvino_int8(fp32_onnx, qdq_onnx, calib_images, holdout, reference, what, candidates, log)
     chosen.reference_onnx = qdq_onnx if chosen.candidate == "qdq" else fp32_onnx
     return chosen
-
-
-def selection_inputs(qdq_onnx: Path, record: dict[str, Any]) -> tuple[Path, np.ndarray, np.ndarray, str] | str:
-    """The FP32 ONNX, calibration images and held-out images ``quantize`` used, or why they are not at hand."""
-    quantization, calibration = record.get("quantization") or {}, record.get("calibration") or {}
-    if quantization.get("method") != "ptq":
-        return f"the INT8 graph comes from {quantization.get('method', 'an unknown method')}, not PTQ"
-    fp32 = record.get("fp32_onnx") or {}
-    fp32_onnx = qdq_onnx.parent / fp32.get("path", "")
-    if not fp32 or not fp32_onnx.is_file() or sha256_file(fp32_onnx) != fp32.get("sha256"):
-        return f"the FP32 ONNX quantize started from is not beside {qdq_onnx.name} (or changed)"
-    root = Path(calibration.get("root", ""))
-    if not calibration.get("root") or not root.is_dir():
-        return f"the calibration folder {root} is not there any more"
-    try:
-        calib = build_calibration_set(root, PreprocessConfig.from_dict(calibration["preprocess"]),
-                                      size=calibration["size"], seed=calibration["seed"], warn_short=False)
-    except CoatnetEdgeError as err:
-        return f"the calibration images cannot be read again ({err})"
-    if calib.sha256 != calibration.get("sha256"):
-        return f"the calibration images of {root} changed since quantize"
-    options = QuantizeOptions(score_size=calibration.get("score_size", QuantizeOptions.score_size),
-                              seed=calibration["seed"])
-    holdout, what = held_out_images(root, calib, None, options)
-    if holdout is None:
-        return what
-    return fp32_onnx, calib.images, holdout, what
 
 
 def _openvino() -> Any:
@@ -153,7 +110,7 @@ def _score(compiled: _Compiled, holdout: np.ndarray, reference: np.ndarray) -> d
 
 def choose_openvino_int8(fp32_onnx: Path, qdq_onnx: Path, calib_images: np.ndarray, holdout: np.ndarray,
                          reference: np.ndarray, holdout_what: str,
-                         candidates: tuple[str, ...] = OPENVINO_CANDIDATES, log: Log = print) -> OpenVinoInt8:
+                         candidates: tuple[str, ...] = OPENVINO_CANDIDATES, log: Log = print) -> TargetInt8:
     """Each candidate quantized and scored in OpenVINO against ``reference`` (FP32 logits of ``holdout``);
     the most faithful kept, then its float parts measured f32 vs bf16."""
     scored: list[tuple[tuple[float, float], Any, dict[str, Any]]] = []
@@ -165,20 +122,22 @@ def choose_openvino_int8(fp32_onnx: Path, qdq_onnx: Path, calib_images: np.ndarr
         log(f"openvino candidate {name}: top-1 agreement {row['top1_agreement']:.4f}, cosine {row['cosine']:.5f}, "
             f"p50 {row['p50_ms_batch1']:.2f} ms (batch 1, f32 float parts) on {len(holdout)} held-out images")
         scored.append(((row["top1_agreement"], row["cosine"]), model, row))
-    _, model, best = max(scored, key=lambda item: item[0])
+    best = pick([row for _, _, row in scored])
+    model = next(model for _, model, row in scored if row is best)
     for _, _, row in scored:
         row["chosen"] = row is best
     float_parts, bf16_row = _float_parts(model, best, holdout, reference, log)
     method = (f"each candidate quantized from the same FP32 ONNX and {len(calib_images)} calibration images, run in "
               f"OpenVINO (CPU, float parts f32) on {len(holdout)} images held apart from calibration ({holdout_what}); "
-              "highest top-1 agreement with the FP32 graph, then logit cosine; then bf16 float parts kept only if at "
-              f"least as faithful (agreement not lower, cosine within {COSINE_SLACK}) and at most {FASTER_BY:.0%} "
+              f"kept: {RULE}; then bf16 float parts kept only if at "
+              f"least as faithful (agreement not lower, cosine within {BF16_COSINE_SLACK}) and at most "
+              f"{FASTER_BY:.0%} "
               f"of the f32 p50 (batch 1, {TIMING['warmup']} warm-up + {TIMING['runs']} runs)")
     record = {"engine": "openvino", "chosen": best["candidate"], "path": CANDIDATE_TEXT[best["candidate"]],
               "float_parts": float_parts, "method": method, "scoreboard": [row for _, _, row in scored],
               "bf16_float_parts": bf16_row}
     log(f"openvino: kept {best['candidate']} ({CANDIDATE_TEXT[best['candidate']]}), float parts {float_parts}")
-    return OpenVinoInt8(model, best["candidate"], float_parts, record=record)
+    return TargetInt8(model, best["candidate"], float_parts, record=record)
 
 
 def _float_parts(model: Any, f32_row: dict[str, Any], holdout: np.ndarray, reference: np.ndarray,
@@ -189,7 +148,7 @@ def _float_parts(model: Any, f32_row: dict[str, Any], holdout: np.ndarray, refer
         return "f32", None  # no bf16 math on this CPU: OpenVINO runs the float parts in f32 anyway
     row = _score(compiled, holdout, reference)
     faithful = (row["top1_agreement"] >= f32_row["top1_agreement"]
-                and row["cosine"] >= f32_row["cosine"] - COSINE_SLACK)
+                and row["cosine"] >= f32_row["cosine"] - BF16_COSINE_SLACK)
     faster = row["p50_ms_batch1"] <= FASTER_BY * f32_row["p50_ms_batch1"]
     log(f"openvino {f32_row['candidate']} with bf16 float parts: top-1 agreement {row['top1_agreement']:.4f}, "
         f"cosine {row['cosine']:.5f}, p50 {row['p50_ms_batch1']:.2f} ms vs {f32_row['p50_ms_batch1']:.2f} ms in f32")

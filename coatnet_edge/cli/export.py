@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from coatnet_edge.calibration.onnxruntime_int8 import ONNXRUNTIME_CANDIDATES
 from coatnet_edge.calibration.openvino_int8 import OPENVINO_CANDIDATES
 from coatnet_edge.cli.options import library_option, model_source_options, path_option, stack
 from coatnet_edge.cli.output import echo_lines
@@ -59,11 +60,16 @@ def _precision_flags(func: Any) -> Any:
               help="OpenVINO --int8: a path measured in OpenVINO on held-out images, the most faithful kept "
                    "(repeatable; narrows the set). qdq: the Q/DQ graph converted; nncf / nncf-transformer: NNCF on "
                    "the OpenVINO model from the same FP32 ONNX and calibration images.")
+@click.option("--onnxruntime-candidate", "onnxruntime_candidates", multiple=True,
+              type=click.Choice(ONNXRUNTIME_CANDIDATES), default=ONNXRUNTIME_CANDIDATES, show_default=True,
+              help="--backend onnxruntime --int8: a graph measured in ONNX Runtime on held-out images (repeatable). "
+                   "qdq: the Q/DQ graph as is; u8: ONNX Runtime's quantize_static with u8 activations and GELU as "
+                   "one op, from the same FP32 ONNX and calibration images.")
 @quantization_options(calib_required=False)
 @path_option("--out", "out_dir", required=True, help="Folder for the artifact and its manifest.")
 def export(model: str, source_options: SourceOptions, backend: str, precision: str, batch: int,
            dynamic_batch: bool, max_batch: int, device: str, workspace_mib: int, out_dir: Path,
-           openvino_candidates: tuple[str, ...], **values: Any) -> None:
+           openvino_candidates: tuple[str, ...], onnxruntime_candidates: tuple[str, ...], **values: Any) -> None:
     """Export a model for one backend, check it where it runs, and write its manifest.
 
     \b
@@ -71,6 +77,7 @@ def export(model: str, source_options: SourceOptions, backend: str, precision: s
       coatnet-edge export --model ft.safetensors --backend onnx --out art/
       coatnet-edge export --model ft.safetensors --backend openvino --fp16 --out art/
       coatnet-edge export --model ft.safetensors --backend openvino --int8 --calib-dir images/ --out art/
+      coatnet-edge export --model art/ft.int8.onnx --backend onnxruntime --int8 --out art/   # x86 CPUs
       coatnet-edge export --model ft.safetensors --backend tensorrt --int8 --calib-dir images/ --out art/
       coatnet-edge export --model art/ft.int8.onnx --backend tensorrt --int8 --out art/   # on the Jetson
     """
@@ -78,6 +85,7 @@ def export(model: str, source_options: SourceOptions, backend: str, precision: s
     options = inputs.pop("options")  # the export verb takes the quantize options as keywords
     result = run_export(model, out=out_dir, backend=backend, precision=precision, batch=batch,
                         dynamic_batch=dynamic_batch, max_batch=max_batch, device=device, workspace_mib=workspace_mib,
-                        source_options=source_options, openvino_candidates=openvino_candidates, log=click.echo,
+                        source_options=source_options, openvino_candidates=openvino_candidates,
+                        onnxruntime_candidates=onnxruntime_candidates, log=click.echo,
                         **inputs, **options.to_dict())
     echo_lines(export_lines(result.artifact, backend, precision, result.manifest, result.extra_files))

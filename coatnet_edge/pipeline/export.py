@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from coatnet_edge.atomic import ensure_output_dir
+from coatnet_edge.calibration.onnxruntime_int8 import ONNXRUNTIME_CANDIDATES, onnxruntime_int8_for
 from coatnet_edge.calibration.openvino_int8 import OPENVINO_CANDIDATES, openvino_int8_for
 from coatnet_edge.calibration.quantize import quantize
 from coatnet_edge.data.preprocess import PreprocessConfig
@@ -43,7 +44,8 @@ def export(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", p
            calib_dir: str | Path | None = None, batch: int = 1, dynamic_batch: bool = True, max_batch: int = 32,
            device: str = "CPU", workspace_mib: int = 2048, weights: str | Path | None = None,
            num_classes: int | None = None, source_options: SourceOptions | None = None,
-           openvino_candidates: tuple[str, ...] = OPENVINO_CANDIDATES, log: Any = print,
+           openvino_candidates: tuple[str, ...] = OPENVINO_CANDIDATES,
+           onnxruntime_candidates: tuple[str, ...] = ONNXRUNTIME_CANDIDATES, log: Any = print,
            **quantize_options: Any) -> ExportResult:
     """Export ``model`` for ``backend`` at ``precision`` into ``out``; returns the artifact and its manifest.
 
@@ -51,7 +53,8 @@ def export(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", p
     ONNX file written by ``quantize``, or ``timm:<name>`` with ``weights``, a timm training checkpoint or a
     Hugging Face folder (``source_options`` override what it says). ``quantize_options`` go to
     ``coatnet_edge.quantize``. OpenVINO INT8 measures ``openvino_candidates`` (the Q/DQ graph converted, NNCF
-    on the OpenVINO model) on held-out images and keeps the most faithful (``calibration/openvino_int8.py``).
+    on the OpenVINO model) on held-out images and keeps the most faithful (``calibration/openvino_int8.py``);
+    ``backend="onnxruntime"`` measures ``onnxruntime_candidates`` the same way (``calibration/onnxruntime_int8.py``).
     """
     target = _check_request(backend, precision, batch, max_batch)
     given_onnx = isinstance(model, str | Path) and Path(model).suffix == ".onnx"
@@ -64,8 +67,11 @@ def export(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", p
         graph_precision = "int8" if precision.startswith("int8") and target.export_name != "torch-tensorrt" else "fp32"
         onnx_path, record, net = _onnx_from_checkpoint(model, out, graph_precision, calib_dir, dynamic_batch, batch,
                                                        log, quantize_options)
-    prepared = (openvino_int8_for(onnx_path, record, tuple(openvino_candidates), log)
-                if target.export_name == "openvino" and precision == "int8" else None)
+    prepared = None  # the per-target INT8 selections (calibration/openvino_int8.py, calibration/onnxruntime_int8.py)
+    if target.export_name == "openvino" and precision == "int8":
+        prepared = openvino_int8_for(onnx_path, record, tuple(openvino_candidates), log)
+    elif target.export_name == "onnxruntime":
+        prepared = onnxruntime_int8_for(onnx_path, record, tuple(onnxruntime_candidates), log)
     job = ExportJob(onnx_path, record, ensure_output_dir(out), precision, device=device, batch=batch,
                     dynamic_batch=dynamic_batch, max_batch=max_batch, workspace_mib=workspace_mib, net=net,
                     calibration=lambda: _calibration_images(calib_dir, record, quantize_options), prepared=prepared)

@@ -23,6 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
+from coatnet_edge.calibration.onnxruntime_int8 import ONNXRUNTIME_CANDIDATES, OnnxRuntimeCandidate
 from coatnet_edge.calibration.openvino_int8 import OPENVINO_CANDIDATES, OpenVinoCandidate
 from coatnet_edge.calibration.options import Candidate, Method, Preset, QuantizeOptions, Scheme
 from coatnet_edge.errors import CoatnetEdgeError
@@ -113,6 +114,8 @@ class TargetsSection:
     openvino_device: str = "CPU"
     # openvino-int8: paths measured in OpenVINO on held-out images, the most faithful kept (see `export --help`)
     openvino_int8_candidates: tuple[OpenVinoCandidate, ...] = OPENVINO_CANDIDATES
+    # onnxruntime-int8: ONNX Runtime's own u8 graph vs the Q/DQ graph, measured the same way
+    onnxruntime_int8_candidates: tuple[OnnxRuntimeCandidate, ...] = ONNXRUNTIME_CANDIDATES
     tensorrt_max_batch: int = 32
 
 

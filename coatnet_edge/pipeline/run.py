@@ -125,7 +125,8 @@ def _run(recipe: Recipe, out_dir: Path, force: tuple[str, ...], log: Log, starte
             continue
         built = stage(target, {"from": upstream.sha256("artifact"), "device": recipe.targets.openvino_device,
                                "max_batch": recipe.targets.tensorrt_max_batch,
-                               "openvino_int8": recipe.targets.openvino_int8_candidates},
+                               "openvino_int8": recipe.targets.openvino_int8_candidates,
+                               "onnxruntime_int8": recipe.targets.onnxruntime_int8_candidates},
                       lambda folder, up=upstream, b=backend.export_name, p=precision:
                       _export_target(up, b, p, recipe, folder))
         compared.append(built.outputs["artifact"])
@@ -303,6 +304,7 @@ def _export_target(upstream: StageResult, backend: str, precision: str, recipe: 
     done = export(upstream.outputs["artifact"], out=folder, backend=backend, precision=precision,
                   device=recipe.targets.openvino_device, max_batch=recipe.targets.tensorrt_max_batch,
                   openvino_candidates=recipe.targets.openvino_int8_candidates,
+                  onnxruntime_candidates=recipe.targets.onnxruntime_int8_candidates,
                   log=lambda line: None)
     return {"outputs": {"artifact": done.artifact}, "parity_vs_onnx": done.manifest.get("parity_vs_onnx")}
 

@@ -81,6 +81,11 @@ BACKENDS: tuple[Backend, ...] = (
             targets=(("onnx-fp32", "fp32"), ("onnx-fp16", "fp16"), ("onnx-int8", "int8"),
                      ("onnx-int8-fp16", "int8+fp16")),
             requires=("onnxruntime",), install="pip install onnxruntime"),
+    # ONNX Runtime on x86 CPUs: its own INT8 graph (u8 activations, GELU as one op), run by the runner above
+    Backend("onnxruntime", None, (), export_name="onnxruntime",
+            adapter="coatnet_edge.export.onnxruntime:export_artifact", precisions=("int8",),
+            targets=(("onnxruntime-int8", "int8"),), requires=("onnxruntime",),
+            install="pip install onnxruntime"),
     Backend("openvino", "coatnet_edge.runtime.openvino:OpenVinoRunner", (".xml",), export_name="openvino",
             adapter="coatnet_edge.export.openvino:export_artifact", precisions=("fp32", "fp16", "int8"),
             targets=(("openvino-fp32", "fp32"), ("openvino-fp16", "fp16"), ("openvino-int8", "int8")),
@@ -112,8 +117,8 @@ def pipeline_targets() -> tuple[str, ...]:
 
 
 def by_name(name: str) -> Backend:
-    """The backend a runner name (``onnxruntime``) or an export name (``onnx``) refers to."""
-    for backend in BACKENDS:
+    """The backend an export name (``onnx``, ``onnxruntime``) or else a runner name refers to."""
+    for backend in (*(b for b in BACKENDS if b.export_name == name), *BACKENDS):
         if name in (backend.name, backend.export_name):
             return backend
     raise CoatnetEdgeError(f"unknown backend '{name}'", fix=f"use one of: {', '.join(export_names())}")
