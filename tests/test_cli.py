@@ -81,13 +81,14 @@ def test_builtin_recipe_end_to_end(default_run: tuple) -> None:
     run, proc = default_run
     record = json.loads((run / "run.json").read_text())
     assert set(record["stages"]) >= {"data", "distill", "onnx", "quantize", "openvino-fp32", "openvino-fp16",
-                                     "openvino-int8", "compare"}
+                                     "openvino-int8", "onnxruntime-int8", "compare"}
     doc = json.loads((run / "compare" / "compare.json").read_text())
     accuracy = {(r["backend"], r["precision"], Path(r["artifact"]).name): r for r in doc["accuracy"]}
     student = accuracy[("pytorch", "fp32", "student.safetensors")]
     assert student["images"] == 1200 and student["top1"] > 0.88  # distilled from the trained teacher
     for key in (("onnxruntime", "int8", "student.int8.onnx"), ("openvino", "int8", "student.int8.xml"),
-                ("onnxruntime", "int8+fp16", "student.int8-fp16.onnx")):
+                ("onnxruntime", "int8+fp16", "student.int8-fp16.onnx"),
+                ("onnxruntime", "int8", "student.int8.ort.onnx")):
         assert accuracy[key]["vs_reference_top1_agreement"] >= INT8_AGREEMENT, (key, accuracy[key])
         assert accuracy[key]["vs_reference_cosine"] >= INT8_COSINE, (key, accuracy[key])
         assert abs(accuracy[key]["top1"] - student["top1"]) < 0.015, key

@@ -48,7 +48,7 @@ def test_export_is_a_verb_and_a_package() -> None:
     assert callable(coatnet_edge.export) and coatnet_edge.export.onnx.export_onnx
     with pytest.raises(coatnet_edge.CoatnetEdgeError, match="unknown backend 'tflite'"):
         coatnet_edge.export("builtin:student", out="unused", backend="tflite")
-    assert set(export_names()) == {"onnx", "openvino", "tensorrt", "torch-tensorrt"}
+    assert set(export_names()) == {"onnx", "onnxruntime", "openvino", "tensorrt", "torch-tensorrt"}
 
 
 def test_ruff_clean() -> None:

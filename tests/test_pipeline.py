@@ -41,6 +41,7 @@ workers = 0
 calib_size = 40
 [targets]
 build = {targets!r}
+openvino_int8_candidates = ["qdq"]
 [evaluate]
 limit = 48
 [benchmark]

@@ -263,6 +263,7 @@ enabled = false
 calib_size = 12
 [targets]
 build = ["onnx-fp32", "openvino-fp32", "onnx-int8", "openvino-int8"]
+openvino_int8_candidates = ["qdq"]
 [benchmark]
 batches = [1]
 warmup = 1
