@@ -115,13 +115,14 @@ def float_math(compiled: Any) -> str:
     return compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
 
 
-def fidelity(source: str, data: Path, corrupted: Path, calib_size: int, work: Path) -> list[dict[str, Any]]:
+def fidelity(source: str, data: Path, corrupted: Path, calib_size: int, work: Path,
+             label: str) -> list[dict[str, Any]]:
     from coatnet_edge.pipeline.export import export
     from coatnet_edge.runtime import load_runner
 
     loaded = load_model(source)
     # the toolkit's three INT8 targets, each made by the verb a user types, with its defaults
-    done = quantize(source, calib_dir=data / "train", out=work / source.replace(":", "_"), calib_size=calib_size)
+    done = quantize(source, calib_dir=data / "train", out=work / label.replace(":", "_"), calib_size=calib_size)
     fp32, toolkit = done.fp32_onnx, done.int8_onnx
     ov_xml = export(toolkit, out=work / f"{fp32.stem}.ov", backend="openvino", precision="int8").artifact
     ort_graph = export(toolkit, out=work / f"{fp32.stem}.ort", backend="onnxruntime", precision="int8").artifact
@@ -148,7 +149,7 @@ def fidelity(source: str, data: Path, corrupted: Path, calib_size: int, work: Pa
     targets.update(variant_targets(fp32, calib, loaded.attention_stages, work))
     rows = []
     for path, target in targets.items():
-        row: dict[str, Any] = {"model": source, "path": path}
+        row: dict[str, Any] = {"model": label, "path": path}
         for name, x in images.items():
             agreement = compare_logits(reference[name], run(target, x))
             row[f"{name}_agree"] = round(agreement.top1_agreement * 100, 2)
@@ -337,23 +338,26 @@ def summary(fid: list[dict[str, Any]], spd: list[dict[str, Any]]) -> str:
 
 
 METHOD = """
-Fidelity: the built-in models ({models}). `coatnet-edge quantize` (defaults, {calib} calibration images of the
-built-in train split, seeded and stratified) exports each to FP32 ONNX once; every INT8 path starts from that
-file and those calibration images, with the model's own preprocessing. The three toolkit rows are its three
-INT8 targets, made by the verbs a user types, with their defaults: the TensorRT target is `quantize`'s Q/DQ
-graph (NNCF on the ONNX graph, signed symmetric INT8; `--scheme auto` keeps the candidate scheme most faithful
-on up to 300 train images beyond the calibration sample and a corrupted copy of them); the OpenVINO target is
-`export --backend openvino --int8` from it (the Q/DQ graph converted, or NNCF on the OpenVINO model with
-default or TRANSFORMER settings, each measured in OpenVINO on the same held-out images, one kept by the
-stated rule; run with the float parts its export chose); the ONNX Runtime target is `export --backend
-onnxruntime --int8` (the Q/DQ graph, or ONNX Runtime's own u8 graph with GELU as one op, measured the same
-way). The plain rows are what each library's documentation shows, with default settings. All rows are
-measured against the FP32 ONNX in ONNX Runtime (the same reference for all), on the whole validation split
-(clean) and on its corrupted copy (`coatnet-edge data corrupt`, the four kinds cycled, severity 3). agree =
-share of images whose INT8 top-1 equals FP32's; cosine = mean cosine of the logits. Plain OpenVINO rows are
-compiled with float parts pinned to f32. The "why" rows are other toolkit settings on the same inputs, run in
-ONNX Runtime, to isolate what differs from the plain paths (scheme, the signed-INT8 rewrite TensorRT needs,
-asymmetric activations); the unsigned one is a diagnostic, not a graph TensorRT accepts.
+Fidelity: the built-in models ({models}), on the built-in shapes; with `--glyphs`, also the teacher and
+student `benchmarks/train_builtin.py --family glyphs` trained on the glyph family (`coatnet-edge data synth
+--family glyphs`: letters and digits from matplotlib's fonts), on their own data. `coatnet-edge quantize`
+(defaults, {calib} calibration images of the train split, seeded and stratified) exports each to FP32 ONNX
+once; every INT8 path starts from that file and those calibration images, with the model's own preprocessing.
+The three toolkit rows are its three INT8 targets, made by the verbs a user types, with their defaults: the
+TensorRT target is `quantize`'s Q/DQ graph (NNCF on the ONNX graph, signed symmetric INT8; `--scheme auto`
+keeps the candidate scheme most faithful on up to 300 train images beyond the calibration sample and a
+corrupted copy of them); the OpenVINO target is `export --backend openvino --int8` from it (the Q/DQ graph
+converted, or NNCF on the OpenVINO model with default or TRANSFORMER settings, each measured in OpenVINO on
+the same held-out images, one kept by the stated rule; run with the float parts its export chose); the ONNX
+Runtime target is `export --backend onnxruntime --int8` (the Q/DQ graph, or ONNX Runtime's own u8 graph with
+GELU as one op, measured the same way). The plain rows are what each library's documentation shows, with
+default settings. All rows are measured against the FP32 ONNX in ONNX Runtime (the same reference for all), on
+the whole validation split (clean) and on its corrupted copy (`coatnet-edge data corrupt`, the four kinds
+cycled, severity 3). agree = share of images whose INT8 top-1 equals FP32's; cosine = mean cosine of the
+logits. Plain OpenVINO rows are compiled with float parts pinned to f32. The "why" rows are other toolkit
+settings on the same inputs, run in ONNX Runtime, to isolate what differs from the plain paths (scheme, the
+signed-INT8 rewrite TensorRT needs, asymmetric activations); the unsigned one is a diagnostic, not a graph
+TensorRT accepts.
 
 Speed: {variant} at 224 px, seeded random weights, batch 1 and 8 (one image repeated), {rounds} interleaved
 rounds of {runs} timed runs per configuration after 3 warm-up runs; p50/p90 over all timed runs. Ratios are
@@ -368,6 +372,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("runs/builtin/data"))
     parser.add_argument("--models", default="builtin:student,builtin:teacher")
+    parser.add_argument("--glyphs", type=Path, default=None,
+                        help="OUT of `train_builtin.py --family glyphs`: its student and teacher, on its data, too")
     parser.add_argument("--calib-size", type=int, default=300)
     parser.add_argument("--speed-models", default="coatnet_0,timm:coatnet_0_rw_224")
     parser.add_argument("--rounds", type=int, default=5)
@@ -376,11 +382,18 @@ def main() -> None:
     args = parser.parse_args()
     machine, started = Machine(), time.perf_counter()
     data = write_dataset(args.data, SynthConfig(seed=0), workers=2)
-    corrupted = data.parent / f"{data.name}_val_corrupted"
-    if not corrupted.is_dir():
-        write_corrupted(data / "val", corrupted, CorruptConfig(severity=3))
+    families = [(data, [(source, source) for source in args.models.split(",")])]
+    if args.glyphs:
+        families.append((args.glyphs / "data", [(f"glyphs:{role}", str(args.glyphs / role / "best.safetensors"))
+                                                for role in ("student", "teacher")]))
     work = Path(tempfile.mkdtemp())
-    fid = [row for source in args.models.split(",") for row in fidelity(source, data, corrupted, args.calib_size, work)]
+    fid = []
+    for root, models in families:
+        corrupted = root.parent / f"{root.name}_val_corrupted"
+        if not corrupted.is_dir():
+            write_corrupted(root / "val", corrupted, CorruptConfig(severity=3))
+        for label, source in models:
+            fid += fidelity(source, root, corrupted, args.calib_size, work, label=label)
     spd = [row for name in args.speed_models.split(",") for row in speed(name, data, args.rounds, args.runs, work)]
     if args.no_page:
         return

@@ -1,6 +1,11 @@
 """Reproduce the built-in teacher and student shipped in ``coatnet_edge/assets/``.
 
     python benchmarks/train_builtin.py --out runs/builtin [--install]
+    python benchmarks/train_builtin.py --family glyphs --out runs/glyphs --teacher-epochs 12 --student-epochs 15
+
+``--family glyphs`` trains the same pair on the second built-in dataset family (letters and digits from
+matplotlib's fonts), so INT8 defaults are measured on two kinds of image (benchmarks/int8_peers.py); those
+models stay in OUT (the package ships the shapes pair only).
 
 1. generate the built-in dataset (seed 0: 12 classes x 300 train / 100 val, 80 px);
 2. train the teacher (``coatnet_micro``, C-C-T-T) on the train split;
@@ -12,12 +17,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import time
 from pathlib import Path
 
-from coatnet_edge.data.synth import SynthConfig, load_dataset_info, write_dataset
+from coatnet_edge.data.synth import FAMILIES, SynthConfig, load_dataset_info, write_dataset
 from coatnet_edge.environment import describe_environment
 from coatnet_edge.manifest import sha256_file, write_json_atomic
 from coatnet_edge.training.verbs import TrainConfig, distill, report_pair, train
@@ -37,9 +43,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/builtin"))
     parser.add_argument("--install", action="store_true", help="copy the results into coatnet_edge/assets/")
     parser.add_argument("--skip-teacher", action="store_true", help="reuse OUT/teacher")
+    parser.add_argument("--family", choices=FAMILIES, default="shapes", help="built-in dataset family")
+    parser.add_argument("--teacher-epochs", type=int, default=TEACHER["config"].epochs)
+    parser.add_argument("--student-epochs", type=int, default=STUDENT["config"].epochs)
     args = parser.parse_args()
+    if args.install and args.family != "shapes":
+        parser.error("--install ships the shapes pair only")
+    TEACHER["config"] = dataclasses.replace(TEACHER["config"], epochs=args.teacher_epochs)
+    STUDENT["config"] = dataclasses.replace(STUDENT["config"], epochs=args.student_epochs)
 
-    data = write_dataset(args.out / "data", SynthConfig(seed=0), workers=2)
+    data = write_dataset(args.out / "data", SynthConfig(seed=0, family=args.family), workers=2)
     info = load_dataset_info(data)
     data_hash = {"sha256": info["sha256"], "pixels_sha256": info["pixels_sha256"]}
     timings = {}
@@ -57,7 +70,8 @@ def main() -> None:
         ckpt = args.out / role / "best.safetensors"
         manifest = {
             "role": role, "variant": variant, "params_m": float(params_m), "gmacs": float(gmacs),
-            "val_top1": float(top1), "dataset": {"name": "coatnet-edge-synth", "seed": 0, **data_hash},
+            "val_top1": float(top1),
+            "dataset": {"name": "coatnet-edge-synth", "family": args.family, "seed": 0, **data_hash},
             "recipe": {"script": "benchmarks/train_builtin.py", **spec["config"].to_dict()},
             "sha256": sha256_file(ckpt), "train_seconds": timings.get(f"{role}_s"),
             "environment": describe_environment(),

@@ -210,3 +210,27 @@ def test_generate_image_rejects_bad_arguments() -> None:
         generate_image(len(CLASSES), np.random.default_rng(0))
     with pytest.raises(CoatnetEdgeError, match="image_size"):
         generate_image(0, np.random.default_rng(0), 4)
+
+
+def test_glyph_family_is_deterministic_and_unlike_the_shapes(tmp_path: Path) -> None:
+    """The second family: its own classes, the same pixels for the same seed, darker images than the shapes
+    (measured: mean pixel ~45 vs ~110 of 255); a trained model's accuracy on it is in docs/int8_peers.md."""
+    from coatnet_edge.data.glyphs import GLYPH_CLASSES
+
+    config = SynthConfig(seed=3, train_per_class=12, val_per_class=6, family="glyphs")
+    first, second = write_dataset(tmp_path / "a", config), write_dataset(tmp_path / "b", config)
+    info = load_dataset_info(first)
+    assert info["classes"] == list(GLYPH_CLASSES) and info["config"]["family"] == "glyphs"
+    assert info["pixels_sha256"] == load_dataset_info(second)["pixels_sha256"]
+    shapes = write_dataset(tmp_path / "s", SynthConfig(seed=3, train_per_class=12, val_per_class=6))
+    assert "family" not in load_dataset_info(shapes)["config"]  # shape datasets written before glyphs stay reusable
+
+    def brightness(root: Path) -> float:
+        return float(np.mean([np.asarray(Image.open(p), dtype=np.float32).mean() for p in
+                              sorted((root / "val").rglob("*.png"))]))
+
+    assert brightness(first) < 0.8 * brightness(shapes)
+    with pytest.raises(CoatnetEdgeError, match="unknown dataset family 'fonts'"):
+        SynthConfig(family="fonts")  # type: ignore[arg-type]
+    with pytest.raises(CoatnetEdgeError, match="num_classes"):
+        SynthConfig(family="glyphs", num_classes=len(GLYPH_CLASSES) + 1)

@@ -21,7 +21,9 @@ SYNTH_HELP = {
     "image_size": "Side of the generated images (pixels).",
     "train_per_class": "Training images per class.",
     "val_per_class": "Validation images per class.",
-    "num_classes": "Classes (the first N shapes).",
+    "num_classes": "Classes (the first N shapes or glyphs).",
+    "family": "shapes: procedurally drawn shapes; glyphs: letters and digits rendered from matplotlib's fonts on "
+              "dark textured backgrounds (a second kind of image, to check that defaults carry over).",
 }
 MAX_WORKERS = 4  # processes rendering images
 
@@ -35,7 +37,7 @@ def data() -> None:
 @path_option("--out", "out_dir", required=True, help="New folder to write.")
 @config_options(SynthConfig, SYNTH_HELP)
 def data_synth(out_dir: Path, **values: Any) -> None:
-    """Generate the built-in labeled dataset (OUT/train/<class>/*.png, OUT/val/...).
+    """Generate a built-in labeled dataset (OUT/train/<class>/*.png, OUT/val/...): shapes, or --family glyphs.
 
     Deterministic: the same options give the same pixels on every machine (dataset.json records
     a hash of the pixels and one of the PNG bytes, which also depend on Pillow's zlib).

@@ -23,12 +23,13 @@ import multiprocessing
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from coatnet_edge.atomic import atomic_path
+from coatnet_edge.data.glyphs import GLYPH_CLASSES, generate_glyph
 from coatnet_edge.errors import CoatnetEdgeError
 
 DATASET_NAME = "coatnet-edge-synth"
@@ -47,6 +48,9 @@ Polygon = np.ndarray  # (N, 2) float, unit coordinates, circumradius ~1
 Parts = list[tuple[Polygon, int]]  # polygons painted in order; 255 adds, 0 cuts a hole
 
 
+FAMILIES = ("shapes", "glyphs")  # shapes: this module; glyphs: data/glyphs.py (matplotlib's fonts)
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """What to generate. Equal configs (and generator version) give byte-identical datasets."""
@@ -56,8 +60,12 @@ class SynthConfig:
     train_per_class: int = 300
     val_per_class: int = 100
     num_classes: int = len(CLASSES)
+    family: Literal["shapes", "glyphs"] = "shapes"
 
     def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise CoatnetEdgeError(f"unknown dataset family '{self.family}'", fix=f"use one of: {', '.join(FAMILIES)}")
+
         def check(name: str, lo: int, hi: int | None = None) -> None:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -73,11 +81,11 @@ class SynthConfig:
         check("image_size", _MIN_SIZE, _MAX_SIZE)
         check("train_per_class", 1)
         check("val_per_class", 1)
-        check("num_classes", 2, len(CLASSES))
+        check("num_classes", 2, len(family_classes(self.family)))
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return CLASSES[: self.num_classes]
+        return family_classes(self.family)[: self.num_classes]
 
     def per_class(self, split: str) -> int:
         return self.train_per_class if split == "train" else self.val_per_class
@@ -297,14 +305,19 @@ def image_rng(seed: int, split: str, class_index: int, index: int) -> np.random.
     return np.random.default_rng(np.random.SeedSequence([seed, SPLITS.index(split), class_index, index]))
 
 
-def _render(job: tuple[str, int, str, int, int, int]) -> tuple[str, str, str]:
+def family_classes(family: str) -> tuple[str, ...]:
+    return GLYPH_CLASSES if family == "glyphs" else CLASSES
+
+
+def _render(job: tuple[str, int, str, int, int, int, str]) -> tuple[str, str, str]:
     """Write one PNG under ``root``; top-level so spawn-based worker processes can run it."""
-    root, seed, split, class_index, index, size = job
-    img = generate_image(class_index, image_rng(seed, split, class_index, index), size)
+    root, seed, split, class_index, index, size, family = job
+    draw = generate_glyph if family == "glyphs" else generate_image
+    img = draw(class_index, image_rng(seed, split, class_index, index), size)
     buf = io.BytesIO()
     img.save(buf, **_PNG)
     data = buf.getvalue()
-    name = CLASSES[class_index]
+    name = family_classes(family)[class_index]
     rel = f"{split}/{name}/{name}_{index:05d}.png"
     (Path(root) / rel).write_bytes(data)
     return rel, hashlib.sha256(data).hexdigest(), hashlib.sha256(img.tobytes()).hexdigest()
@@ -313,7 +326,10 @@ def _render(job: tuple[str, int, str, int, int, int]) -> tuple[str, str, str]:
 # ---- dataset on disk ------------------------------------------------------------------------------
 
 def _config_record(cfg: SynthConfig) -> dict[str, Any]:
-    return {**asdict(cfg), "generator_version": GENERATOR_VERSION}
+    record = {**asdict(cfg), "generator_version": GENERATOR_VERSION}
+    if cfg.family == "shapes":  # as it was before glyphs existed: existing shape datasets stay reusable
+        record.pop("family")
+    return record
 
 
 def tree_sha256(files: dict[str, str]) -> str:
@@ -397,7 +413,7 @@ def write_dataset(out_dir: str | Path, cfg: SynthConfig | None = None, *,
         for split in SPLITS:
             for k, name in enumerate(cfg.classes):
                 (tmp / split / name).mkdir(parents=True)
-                jobs += [(str(tmp), cfg.seed, split, k, i, cfg.image_size)
+                jobs += [(str(tmp), cfg.seed, split, k, i, cfg.image_size, cfg.family)
                          for i in range(cfg.per_class(split))]
         files: dict[str, str] = {}
         pixels: dict[str, str] = {}
