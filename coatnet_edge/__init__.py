@@ -38,6 +38,8 @@ _API = {
     "scan_folder": "coatnet_edge.data.folders",
     "SynthConfig": "coatnet_edge.data.synth",
     "write_dataset": "coatnet_edge.data.synth",
+    "CorruptConfig": "coatnet_edge.data.corrupt",
+    "write_corrupted": "coatnet_edge.data.corrupt",
     "export_onnx": "coatnet_edge.export.onnx",
     "load_runner": "coatnet_edge.runtime",
     "compare_logits": "coatnet_edge.metrics",
