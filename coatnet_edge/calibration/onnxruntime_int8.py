@@ -1,17 +1,16 @@
 """The ONNX Runtime CPU INT8 target: the graph ONNX Runtime runs fastest on x86, measured against the Q/DQ graph.
 
-Why a graph of its own: the Q/DQ graph TensorRT builds (signed INT8 activations, Q/DQ around every
-quantized input) runs slower than FP32 in ONNX Runtime on x86 (docs/int8_peers.md: 0.84x on CoAtNet-0,
-batch 1). Profiled there, the INT8 kernels themselves are fast (QLinearConv 8 ms vs Conv 22 ms,
-QLinearMatMul 8.6 ms vs MatMul 25 ms per run) but the float glue around them is not: each erf-GELU,
-fused into one kernel in the FP32 graph, falls apart into five ops once its input is dequantized
-(30 ms vs 10.5 ms), and standalone Q/DQ pairs add ~25 ms. ONNX Runtime's integer kernels take u8
-activations x s8 weights. So the ``u8`` candidate is ONNX Runtime's own ``quantize_static`` (QDQ, u8
-activations, s8 per-channel weights) on the FP32 graph with each GELU written as one op (opset 20),
-quantizing only Conv / MatMul / Gemm, from the same calibration images; activation ranges from its
-percentile calibrator (measured on the built-in student's held-out images: logit cosine 0.9977 vs 0.9950
-with min/max, 0.9861 with a moving average). Both candidates are scored in
-ONNX Runtime on the held-out images, fidelity and batch-1 latency, and one is kept by ``target_inputs.pick``.
+Why a graph of its own: the Q/DQ graph TensorRT builds runs slower than FP32 in ONNX Runtime on x86
+(docs/int8_peers.md: 0.84x on CoAtNet-0, batch 1). ONNX Runtime's per-operator profile
+(benchmarks/ort_int8_profile.py -> docs/ort_int8_profile.md) shows why: its x86 integer convolution
+takes u8 activations, so with the signed INT8 activations TensorRT needs every Conv stays a float Conv
+behind DequantizeLinear, and the Q/DQ nodes cost on top; only the MatMuls run in integer. The ``u8``
+candidate is ONNX Runtime's own ``quantize_static`` (QDQ, u8 activations, s8 per-channel weights,
+Conv / MatMul / Gemm only) from the same calibration images, on the FP32 graph with each erf-GELU written
+as one op (``export/gelu_fusion.py``: quantized, the five-node GELU is no longer fused by ONNX Runtime).
+Activation ranges come from its percentile calibrator (on the built-in student's held-out images: logit
+cosine 0.9977 vs 0.9950 with min/max). Both candidates are scored in ONNX Runtime on the held-out images,
+fidelity and batch-1 latency, and one is kept by ``target_inputs.pick``.
 """
 
 from __future__ import annotations
@@ -77,8 +76,9 @@ def _quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
-def u8_graph(fp32_onnx: Path, calib_images: np.ndarray) -> Any:
-    """ONNX Runtime's QDQ quantization (u8 activations, s8 per-channel weights) of the GELU-fused FP32 graph."""
+def u8_graph(fp32_onnx: Path, calib_images: np.ndarray, *, fuse: bool = True) -> Any:
+    """ONNX Runtime's QDQ quantization (u8 activations, s8 per-channel weights) of the FP32 graph with each GELU
+    as one op (``fuse=False``: as the export wrote it, for the profile page's comparison)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -87,7 +87,7 @@ def u8_graph(fp32_onnx: Path, calib_images: np.ndarray) -> Any:
         quantize_static,
     )
 
-    fused, _ = fuse_gelu(onnx.load(str(fp32_onnx)))
+    fused = fuse_gelu(onnx.load(str(fp32_onnx)))[0] if fuse else onnx.load(str(fp32_onnx))
     input_name = fused.graph.input[0].name
 
     class _Reader(CalibrationDataReader):

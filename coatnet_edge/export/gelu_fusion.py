@@ -1,12 +1,11 @@
 """One ``Gelu`` node (ONNX opset 20) for each erf-GELU the opset-17 export writes as five nodes.
 
 Why: ONNX Runtime fuses the five nodes (Div, Erf, Add, Mul, Mul) into its Gelu kernel in a float graph,
-but not once its input is quantized: its QDQ handling gives each consumer its own DequantizeLinear, so
-the two uses of x no longer share a tensor and the fusion pattern fails. Profiled on CoAtNet-0 at 224
-(ONNX Runtime 1.32, batch 1): the unfused GELUs cost 30 ms per run against 10.5 ms fused, more than
-the INT8 convolutions and matmuls save. Written as one op before quantizing, GELU stays one kernel.
-The graph is converted to opset 20 first (``Gelu`` entered the standard there); TensorRT's graph keeps
-opset 17, so this rewrite is for the ONNX Runtime target only.
+but not once ``quantize_static`` has quantized the Conv / MatMul around them: its QDQ handling gives each
+consumer its own DequantizeLinear, so the two uses of x no longer share a tensor and the pattern fails
+(per-operator times with and without this rewrite: docs/ort_int8_profile.md). Written as one op before
+quantizing, GELU stays one kernel. The graph is converted to opset 20 first (``Gelu`` entered the standard
+there); TensorRT's graph keeps opset 17, so this rewrite is for the ONNX Runtime target only.
 """
 
 from __future__ import annotations
