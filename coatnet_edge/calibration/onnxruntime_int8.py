@@ -27,8 +27,7 @@ import numpy as np
 import onnx
 
 from coatnet_edge.calibration.sensitivity import onnx_logits
-from coatnet_edge.calibration.target_inputs import RULE, TargetInt8, pick, selection_inputs
-from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.calibration.target_inputs import RULE, TargetInt8, inputs_or_reason, pick
 from coatnet_edge.export.gelu_fusion import fuse_gelu
 from coatnet_edge.measure.benchmark import time_runner
 from coatnet_edge.metrics import compare_logits
@@ -111,11 +110,7 @@ def onnxruntime_int8_for(qdq_onnx: Path, record: dict[str, Any],
                          candidates: tuple[str, ...] = ONNXRUNTIME_CANDIDATES, log: Log = print) -> TargetInt8:
     """The ONNX Runtime INT8 graph for the Q/DQ graph ``qdq_onnx`` (manifest ``record``), kept by measurement
     when the FP32 ONNX and calibration images ``quantize`` used are still there; else the Q/DQ graph, and why."""
-    unknown = [c for c in candidates if c not in ONNXRUNTIME_CANDIDATES]
-    if unknown or not candidates:
-        raise CoatnetEdgeError(f"unknown ONNX Runtime INT8 candidate '{unknown[0] if unknown else ''}'",
-                               fix=f"use some of: {', '.join(ONNXRUNTIME_CANDIDATES)}")
-    found = selection_inputs(qdq_onnx, record) if tuple(candidates) != ("qdq",) else "only the qdq candidate asked"
+    found = inputs_or_reason(qdq_onnx, record, tuple(candidates), ONNXRUNTIME_CANDIDATES, "ONNX Runtime")
     if isinstance(found, str):
         log(f"onnxruntime: the Q/DQ graph as is ({found})")
         return TargetInt8(None, "qdq", reference_onnx=qdq_onnx, record={

@@ -25,8 +25,8 @@ import numpy as np
 import onnx
 
 from coatnet_edge.calibration.sensitivity import onnx_logits
-from coatnet_edge.calibration.target_inputs import RULE, TargetInt8, pick, selection_inputs
-from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
+from coatnet_edge.calibration.target_inputs import RULE, TargetInt8, inputs_or_reason, pick
+from coatnet_edge.errors import MissingDependencyError
 from coatnet_edge.measure.benchmark import time_runner
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.runtime.base import run_batches
@@ -48,11 +48,7 @@ def openvino_int8_for(qdq_onnx: Path, record: dict[str, Any], candidates: tuple[
                       log: Log = print) -> TargetInt8:
     """The OpenVINO INT8 model for the Q/DQ graph ``qdq_onnx`` (manifest ``record``), chosen by measurement when
     the FP32 ONNX and calibration images ``quantize`` used are still there; else the Q/DQ graph, and why."""
-    unknown = [c for c in candidates if c not in OPENVINO_CANDIDATES]
-    if unknown or not candidates:
-        raise CoatnetEdgeError(f"unknown OpenVINO INT8 candidate '{unknown[0] if unknown else ''}'",
-                               fix=f"use some of: {', '.join(OPENVINO_CANDIDATES)}")
-    found = selection_inputs(qdq_onnx, record) if tuple(candidates) != ("qdq",) else "only the qdq candidate asked"
+    found = inputs_or_reason(qdq_onnx, record, tuple(candidates), OPENVINO_CANDIDATES, "OpenVINO")
     if isinstance(found, str):
         log(f"openvino: the Q/DQ graph converted as is ({found})")
         return TargetInt8(None, "qdq", "f32", reference_onnx=qdq_onnx, record={

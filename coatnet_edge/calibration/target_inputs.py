@@ -74,3 +74,16 @@ def pick(rows: list[dict[str, Any]]) -> dict[str, Any]:
     close = [row for row in rows if row["top1_agreement"] >= best["top1_agreement"] - AGREEMENT_SLACK
              and row["cosine"] >= best["cosine"] - COSINE_SLACK]
     return min(close, key=lambda row: row["p50_ms_batch1"])
+
+
+def inputs_or_reason(qdq_onnx: Path, record: dict[str, Any], candidates: tuple[str, ...], allowed: tuple[str, ...],
+                     runtime: str) -> tuple[Path, np.ndarray, np.ndarray, str] | str:
+    """``selection_inputs``, after refusing unknown candidates in one line; a reason string when only ``qdq`` is
+    asked or the inputs are not at hand (the caller then keeps the Q/DQ graph and records why)."""
+    unknown = [c for c in candidates if c not in allowed]
+    if unknown or not candidates:
+        raise CoatnetEdgeError(f"unknown {runtime} INT8 candidate '{unknown[0] if unknown else ''}'",
+                               fix=f"use some of: {', '.join(allowed)}")
+    if tuple(candidates) == ("qdq",):
+        return "only the qdq candidate asked"
+    return selection_inputs(qdq_onnx, record)

@@ -17,8 +17,9 @@ import functools
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFont
 
+from coatnet_edge.data.camera import blur_then_noise
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
 
 GLYPH_CLASSES = ("B", "8", "3", "E", "P", "R", "F", "O", "Q", "D", "S", "5")
@@ -105,10 +106,5 @@ def generate_glyph(class_index: int, rng: np.random.Generator, image_size: int =
     shift = tuple(int(v) for v in rng.integers(-limit, limit + 1, 2))
     canvas.paste(colour, (0, 0), alpha.transform(alpha.size, Image.Transform.AFFINE,
                                                  (1, 0, -shift[0], 0, 1, -shift[1])))
-    if rng.random() < 0.5:  # optics before sensor: blur, then noise
-        canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
-    sigma = rng.uniform(2, 14) if rng.random() < 0.8 else 0.0
-    if sigma:
-        noisy = np.asarray(canvas, dtype=np.float32) + sigma * rng.standard_normal((size, size, 3), np.float32)
-        canvas = Image.fromarray(np.clip(noisy + 0.5, 0, 255).astype(np.uint8), mode="RGB")
-    return canvas
+    return blur_then_noise(canvas, rng, blur_chance=0.5, blur_sigma=(0.3, 1.2), noise_chance=0.8,
+                           noise_sigma=(2, 14))

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 from coatnet_edge.atomic import atomic_path
+from coatnet_edge.data.camera import blur_then_noise
 from coatnet_edge.data.glyphs import GLYPH_CLASSES, generate_glyph
 from coatnet_edge.errors import CoatnetEdgeError
 
@@ -291,13 +292,7 @@ def generate_image(class_index: int, rng: np.random.Generator, image_size: int =
         _paint(img, rng, name, r, c, col)
 
     out = Image.fromarray(np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), mode="RGB")
-    if rng.random() < 0.35:  # optics before sensor: blur, then noise
-        out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9)))
-    sigma = rng.uniform(0, 9) if rng.random() < 0.7 else 0.0
-    if sigma:
-        noisy = np.asarray(out, dtype=np.float32) + sigma * rng.standard_normal((size, size, 3), np.float32)
-        out = Image.fromarray(np.clip(noisy + 0.5, 0, 255).astype(np.uint8), mode="RGB")
-    return out
+    return blur_then_noise(out, rng, blur_chance=0.35, blur_sigma=(0.3, 0.9), noise_chance=0.7, noise_sigma=(0, 9))
 
 
 def image_rng(seed: int, split: str, class_index: int, index: int) -> np.random.Generator:
