@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 
+from coatnet_edge.calibration.modelopt_ptq import modelopt_available
 from coatnet_edge.calibration.sensitivity import onnx_logits
 from coatnet_edge.data.corrupt import corrupted_batch
 from coatnet_edge.data.preprocess import PreprocessConfig
@@ -79,3 +81,40 @@ def test_unknown_candidate_is_one_line(tiny_dataset: Path, tmp_path: Path) -> No
                    "--candidate", "mixed", "--out", str(tmp_path / "x"))
     assert_one_line_error(proc, "--candidate", "mixed")
     assert not (tmp_path / "x").exists()
+
+
+needs_modelopt = pytest.mark.skipif(not modelopt_available(), reason="nvidia-modelopt is not installed "
+                                    "(optional: pip install -c constraints.txt -e '.[modelopt]')")
+
+
+@pytest.mark.skipif(modelopt_available(), reason="nvidia-modelopt is installed here: nothing is missing")
+def test_modelopt_candidate_without_the_package_is_one_line_and_writes_nothing(tiny_dataset: Path,
+                                                                              tmp_path: Path) -> None:
+    proc = run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(tiny_dataset / "train"),
+                   "--candidate", "hybrid", "--candidate", "modelopt", "--out", str(tmp_path / "x"))
+    assert_one_line_error(proc, "nvidia-modelopt", ".[modelopt]")
+    assert not (tmp_path / "x").exists()
+
+
+@needs_modelopt
+def test_modelopt_candidate_is_scored_beside_nncf_and_its_graph_is_tensorrt_clean(tiny_dataset: Path,
+                                                                                 tmp_path: Path) -> None:
+    from coatnet_edge.export.qdq_rules import check_qdq
+    from coatnet_edge.runtime.artifact import artifact_origin
+
+    board = _quantize(tiny_dataset, tmp_path / "both", "--calib-size", "64", "--candidate", "hybrid",
+                      "--candidate", "modelopt")["quantization"]["selection"]["scoreboard"]
+    assert [row["scheme"] for row in board] == ["hybrid", "modelopt"]
+    assert all(0.5 < row["top1_agreement"] <= 1 and row["cosine"] > 0.9 for row in board)
+
+    manifest = _quantize(tiny_dataset, tmp_path / "mo", "--calib-size", "64", "--candidate", "modelopt")
+    record = manifest["quantization"]
+    assert record["engine"] == "modelopt-onnx" and record["scheme"] == "modelopt"
+    assert record["calibration_method"] == "entropy" and record["high_precision_dtype"] == "fp32"
+    path = tmp_path / "mo" / "builtin_student.int8.onnx"
+    report = check_qdq(path)
+    assert report.ok, [str(f) for f in report.errors]  # signed, symmetric, per-channel weights: TensorRT takes it
+    graph = onnx.load(str(path))
+    assert all(n.op_type != "Cast" for n in graph.graph.node)  # float parts stayed FP32, as for every candidate
+    assert report.quantized_layers > 0 and manifest["check_vs_fp32"]["cosine"] > 0.99
+    assert artifact_origin(path) == "made by Model Optimizer's ONNX PTQ (entropy calibration)"

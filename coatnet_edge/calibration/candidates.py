@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from coatnet_edge.calibration.modelopt_ptq import CANDIDATE as MODELOPT
+from coatnet_edge.calibration.modelopt_ptq import quantize_modelopt
 from coatnet_edge.calibration.ptq import PtqResult, PtqSettings, quantize_onnx
 from coatnet_edge.calibration.sensitivity import onnx_logits
 from coatnet_edge.data.sampling import ImageSample
@@ -27,9 +29,19 @@ MIN_SCORE_IMAGES = 32  # fewer held-out images than this cannot tell candidates 
 
 
 def candidate_settings(settings: PtqSettings, candidate: str) -> PtqSettings:
-    """``hybrid`` / ``cnn`` / ``transformer`` set the scheme; ``+smoothquant`` adds NNCF's SmoothQuant."""
+    """``hybrid`` / ``cnn`` / ``transformer`` set the scheme; ``+smoothquant`` adds NNCF's SmoothQuant;
+    ``modelopt`` (Model Optimizer's own placement) leaves ``settings`` as they are."""
+    if candidate == MODELOPT:
+        return settings
     scheme, _, extra = candidate.partition("+")
     return dataclasses.replace(settings, scheme=scheme, smooth_quant=settings.smooth_quant or extra == "smoothquant")
+
+
+def quantize_candidate(fp32_model: Any, calib: ImageSample, settings: PtqSettings, candidate: str) -> PtqResult:
+    """The Q/DQ graph of one candidate: NNCF's ONNX backend with a scheme, or Model Optimizer's ONNX PTQ."""
+    if candidate == MODELOPT:
+        return quantize_modelopt(fp32_model, calib, settings)
+    return quantize_onnx(fp32_model, calib, candidate_settings(settings, candidate))
 
 
 def choose_ptq(fp32_model: Any, calib: ImageSample, settings: PtqSettings, candidates: tuple[str, ...],
@@ -40,7 +52,7 @@ def choose_ptq(fp32_model: Any, calib: ImageSample, settings: PtqSettings, candi
     Without enough held-out images the first candidate is kept, and the record says why.
     """
     if holdout is None or len(holdout) < MIN_SCORE_IMAGES:
-        chosen = quantize_onnx(fp32_model, calib, candidate_settings(settings, candidates[0]))
+        chosen = quantize_candidate(fp32_model, calib, settings, candidates[0])
         reason = (f"not measured: {0 if holdout is None else len(holdout)} held-out images ({holdout_what}), fewer "
                   f"than {MIN_SCORE_IMAGES}; kept the first candidate")
         log(f"candidates: {reason} ({candidates[0]})")
@@ -49,7 +61,7 @@ def choose_ptq(fp32_model: Any, calib: ImageSample, settings: PtqSettings, candi
     scored: list[tuple[tuple[float, float], PtqResult, dict[str, Any]]] = []
     for scheme in candidates:
         started = time.perf_counter()
-        result = quantize_onnx(fp32_model, calib, candidate_settings(settings, scheme))
+        result = quantize_candidate(fp32_model, calib, settings, scheme)
         agreement = compare_logits(reference, onnx_logits(result.model, holdout))
         row = {"scheme": scheme, "top1_agreement": round(agreement.top1_agreement, 4),
                "cosine": round(agreement.cosine, 6), "sqnr_db": round(agreement.sqnr_db, 2),

@@ -14,7 +14,8 @@ from coatnet_edge.errors import CoatnetEdgeError
 Method = Literal["ptq", "qat"]
 Preset = Literal["tensorrt", "openvino"]  # tensorrt: symmetric INT8 everywhere; openvino: asymmetric activations
 Scheme = Literal["auto", "hybrid", "cnn", "transformer"]  # auto: each of ``candidates`` measured, the best kept
-Candidate = Literal["hybrid", "cnn", "transformer", "transformer+smoothquant"]  # a scheme [+ SmoothQuant]
+# an NNCF scheme [+ SmoothQuant], or Model Optimizer's ONNX PTQ (optional extra: pip install '.[modelopt]')
+Candidate = Literal["hybrid", "cnn", "transformer", "transformer+smoothquant", "modelopt"]
 METHODS: tuple[str, ...] = typing.get_args(Method)
 PRESETS: tuple[str, ...] = typing.get_args(Preset)
 SCHEMES: tuple[str, ...] = ("hybrid", "cnn", "transformer")  # what one quantization pass can use

@@ -19,9 +19,11 @@ import numpy as np
 import onnx
 
 from coatnet_edge.atomic import atomic_path, ensure_output_dir
-from coatnet_edge.calibration.candidates import MIN_SCORE_IMAGES, candidate_settings, choose_ptq
+from coatnet_edge.calibration.candidates import MIN_SCORE_IMAGES, candidate_settings, choose_ptq, quantize_candidate
+from coatnet_edge.calibration.modelopt_ptq import CANDIDATE as MODELOPT
+from coatnet_edge.calibration.modelopt_ptq import modelopt_record, require_modelopt
 from coatnet_edge.calibration.options import QuantizeOptions
-from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
+from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers
 from coatnet_edge.calibration.qat import QatConfig, qat
 from coatnet_edge.calibration.sensitivity import (
     fit_budget,
@@ -119,6 +121,8 @@ def _check_inputs(model: str | Path, calib_dir: str | Path, eval_dir: str | Path
                            attention_stages=loaded.attention_stages)
     if opts.scheme == "auto":  # the first candidate, unless the PTQ pass measures them all
         settings = candidate_settings(settings, opts.candidates[0])
+        if opts.method == "ptq" and MODELOPT in opts.candidates:
+            require_modelopt()
     evalset = None
     if eval_dir is not None:
         evalset = load_eval_data(eval_dir, loaded.preprocess, loaded.class_names, limit=opts.eval_size,
@@ -163,17 +167,25 @@ def _quantize_graph(inputs: _Inputs, fp32_model: Any, opts: QuantizeOptions, qat
         base = dataclasses.replace(inputs.settings, smooth_quant=opts.smooth_quant)  # before the first candidate's
         ptq, selection = choose_ptq(fp32_model, inputs.calib, base, opts.candidates, images, what, log)
         record.update(ptq.settings.to_dict(), selection=selection, ignored_nodes=len(ptq.ignored))
-        return ptq.model, record
+        return ptq.model, _modelopt_made(record, selection["chosen"])
     if opts.method == "ptq":
-        ptq = quantize_onnx(fp32_model, inputs.calib, inputs.settings)
+        candidate = opts.candidates[0] if opts.scheme == "auto" else inputs.settings.scheme
+        ptq = quantize_candidate(fp32_model, inputs.calib, inputs.settings, candidate)
         record["ignored_nodes"] = len(ptq.ignored)
-        return ptq.model, record
+        return ptq.model, _modelopt_made(record, candidate)
     config = qat_config or QatConfig(seed=opts.seed)
     result = qat(inputs.loaded.net, inputs.calib, inputs.train_folder, settings=inputs.settings, config=config,
                  out=out / f"{inputs.loaded.stem}.qat", log=log)
     record.update(ignored_nodes=len(result.ignored), qat=config.to_dict(), history=result.history,
                   checkpoint=str(result.checkpoint) if result.checkpoint else None)
     return result.model, record
+
+
+def _modelopt_made(record: dict[str, Any], chosen: str) -> dict[str, Any]:
+    """The record of a graph Model Optimizer made: its engine and settings, no NNCF scheme."""
+    if chosen == MODELOPT:
+        record.update(modelopt_record(), scheme=MODELOPT, smooth_quant=False)
+    return record
 
 
 def _manifest(inputs: _Inputs, record: dict[str, Any], fp32_path: Path, fp32_record: dict[str, Any], int8_path: Path,

@@ -34,7 +34,9 @@ QUANTIZE_HELP = {
               "(the calibration folder beyond the calibration sample, else --eval-dir); hybrid: conv stages as a "
               "CNN, attention stages keep LayerNorm/Softmax/residuals float; cnn: NNCF's defaults over the whole "
               "graph; transformer: NNCF's transformer model type throughout.",
-    "candidates": "A scheme --scheme auto measures (repeatable; narrows the set).",
+    "candidates": "A candidate --scheme auto measures (repeatable; narrows the set): an NNCF scheme "
+                  "[+smoothquant], or modelopt: NVIDIA Model Optimizer's ONNX PTQ, TensorRT's own Q/DQ placer "
+                  "(optional: pip install '.[modelopt]').",
     "score_size": "Held-out images the candidates are scored on.",
     "calib_size": "Images drawn from --calib-dir.",
     "seed": "Seed of the calibration/evaluation samples (and of QAT).",

@@ -56,6 +56,8 @@ def artifact_origin(item: str | Path) -> str | None:
     method = "QAT" if quantization.get("method") == "qat" else "PTQ"
     smooth = " with SmoothQuant" if quantization.get("smooth_quant") else ""
     text = f"made by NNCF {method}, {quantization.get('scheme')} scheme{smooth}, {quantization.get('preset')} preset"
+    if quantization.get("engine") == "modelopt-onnx":
+        text = f"made by Model Optimizer's ONNX PTQ ({quantization.get('calibration_method')} calibration)"
     board = (quantization.get("selection") or {}).get("scoreboard") or []
     if board:
         scores = ", ".join(f"{row['scheme']} {100 * row['top1_agreement']:.1f} %" for row in board)
