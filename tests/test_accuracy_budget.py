@@ -168,3 +168,31 @@ def test_budget_met_by_plain_int8_skips_the_ranking(tiny_dataset: Path, tmp_path
         row = manifest["evaluation"][backend]
         assert abs(row["int8_top1"] - row["fp32_top1"]) <= BUDGET_TOP1_GAP
         assert row["agreement_top1_agreement"] >= BUDGET_AGREEMENT
+
+
+def test_budget_order_per_ms_times_each_candidate_layer_and_returns_the_best_value_first(tiny_dataset: Path,
+                                                                                        tmp_path: Path) -> None:
+    """--budget-order per-ms: the 2 x --max-float-layers most sensitive layers are timed in float (OpenVINO) and
+    returned in order of SQNR recovered per millisecond; the record holds every cost and both latencies."""
+    from coatnet_edge.calibration.layer_cost import NOISE_MS, NOISE_SHARE
+
+    out = tmp_path / "q"
+    proc = run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(tiny_dataset / "train"),
+                   "--calib-size", "24", "--eval-dir", str(tiny_dataset / "val"), "--eval-size", "36",
+                   "--max-drop", "-50", "--max-float-layers", "2", "--budget-order", "per-ms", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "budget order per ms: 4 candidate layers timed in float" in proc.stdout
+    budget = json.loads((out / "builtin_student.int8.onnx.manifest.json").read_text())["accuracy_budget"]
+    order = budget["order"]
+    assert order["by"] == "per-ms" and "OpenVINO CPU" in order["method"] and order["int8_ms"] > 0
+    assert order["int8_after_ms"] > 0
+    costs = order["costs"]
+    ranked = [line.split(",") for line in (out / "builtin_student.sensitivity.csv").read_text().splitlines()[1:]]
+    assert {c["node"] for c in costs} == {row[1] for row in ranked[:4]}  # the pool: the 4 most sensitive layers
+    floor = max(NOISE_MS, NOISE_SHARE * order["int8_ms"])
+    for cost in costs:
+        assert cost["gain_per_ms"] == pytest.approx(max(cost["sqnr_gain_db"], 0) / max(cost["cost_ms"], floor),
+                                                    rel=1e-2, abs=2e-3)
+    values = [c["gain_per_ms"] for c in costs]
+    assert values == sorted(values, reverse=True)
+    assert budget["float_nodes"] == [c["node"] for c in costs[:2]]

@@ -16,6 +16,8 @@ Preset = Literal["tensorrt", "openvino"]  # tensorrt: symmetric INT8 everywhere;
 Scheme = Literal["auto", "hybrid", "cnn", "transformer"]  # auto: each of ``candidates`` measured, the best kept
 # an NNCF scheme [+ SmoothQuant], or Model Optimizer's ONNX PTQ (optional extra: pip install '.[modelopt]')
 Candidate = Literal["hybrid", "cnn", "transformer", "transformer+smoothquant", "modelopt"]
+# the order --max-drop returns layers to float in: most sensitive first, or most SQNR recovered per ms lost
+BudgetOrder = Literal["sensitivity", "per-ms"]
 METHODS: tuple[str, ...] = typing.get_args(Method)
 PRESETS: tuple[str, ...] = typing.get_args(Preset)
 SCHEMES: tuple[str, ...] = ("hybrid", "cnn", "transformer")  # what one quantization pass can use
@@ -39,6 +41,7 @@ class QuantizeOptions:
     score_size: int = 300  # held-out images the candidates are scored on (beyond the calibration sample)
     sensitivity: bool = False
     max_float_layers: int = 16
+    budget_order: BudgetOrder = "sensitivity"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ignored_patterns", tuple(self.ignored_patterns))
@@ -47,7 +50,8 @@ class QuantizeOptions:
         if unknown or not self.candidates:
             raise CoatnetEdgeError(f"unknown candidate scheme '{unknown[0] if unknown else ''}'",
                                    fix=f"use some of: {', '.join(CANDIDATES)}")
-        for name, value in (("method", self.method), ("preset", self.preset), ("scheme", self.scheme)):
+        for name, value in (("method", self.method), ("preset", self.preset), ("scheme", self.scheme),
+                            ("budget_order", self.budget_order)):
             allowed = choices(name)
             if value not in allowed:
                 raise CoatnetEdgeError(f"unknown {name} '{value}'", fix=f"use one of: {', '.join(allowed)}")

@@ -47,6 +47,9 @@ QUANTIZE_HELP = {
     "eval_size": "Images drawn from --eval-dir.",
     "sensitivity": "Write the per-layer sensitivity ranking (CSV + bar plot) even without --max-drop.",
     "max_float_layers": "At most this many layers return to float for --max-drop.",
+    "budget_order": "The order --max-drop returns layers to float in: sensitivity (most logit SQNR recovered "
+                    "first) or per-ms (most recovered per millisecond the layer costs in float, each layer's cost "
+                    "timed in OpenVINO on this CPU; a few seconds per candidate layer).",
 }
 
 

@@ -25,7 +25,7 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
 
 from coatnet_edge.calibration.onnxruntime_int8 import ONNXRUNTIME_CANDIDATES, OnnxRuntimeCandidate
 from coatnet_edge.calibration.openvino_int8 import OPENVINO_CANDIDATES, OpenVinoCandidate
-from coatnet_edge.calibration.options import Candidate, Method, Preset, QuantizeOptions, Scheme
+from coatnet_edge.calibration.options import BudgetOrder, Candidate, Method, Preset, QuantizeOptions, Scheme
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.runtime import registry
@@ -86,7 +86,7 @@ class DistillSection(TrainConfig):
 
 @dataclass(frozen=True)
 class QuantizeSection:
-    """INT8: PTQ or QAT through NNCF into one Q/DQ ONNX that feeds ONNX Runtime, OpenVINO and TensorRT."""
+    """INT8: PTQ or QAT (NNCF; Model Optimizer as an optional candidate) into the Q/DQ ONNX the targets start from."""
 
     enabled: bool = True
     method: Method = _QUANTIZE.method
@@ -98,12 +98,14 @@ class QuantizeSection:
     smooth_quant: bool = _QUANTIZE.smooth_quant
     max_drop: float | None = _QUANTIZE.max_drop
     max_float_layers: int = _QUANTIZE.max_float_layers
+    budget_order: BudgetOrder = _QUANTIZE.budget_order
     qat_epochs: int = 3
 
     def options(self, seed: int) -> QuantizeOptions:
         return QuantizeOptions(method=self.method, preset=self.preset, scheme=self.scheme, candidates=self.candidates,
                                calib_size=self.calib_size, seed=seed, smooth_quant=self.smooth_quant,
-                               max_drop=self.max_drop, max_float_layers=self.max_float_layers)
+                               max_drop=self.max_drop, max_float_layers=self.max_float_layers,
+                               budget_order=self.budget_order)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,175 @@
+"""Every TensorRT-target INT8 candidate on the built-in models, and where the kept one still loses fidelity.
+
+    python benchmarks/tensorrt_candidates.py [--data runs/builtin/data] [--models builtin:student,builtin:teacher]
+                                             [--calib-size 300] [--top 8]
+
+Each model is exported to FP32 ONNX once; every candidate `quantize --candidate` offers (NNCF's schemes and,
+when nvidia-modelopt is installed, Model Optimizer's ONNX PTQ) quantizes that file from the same calibration
+images; each Q/DQ graph is checked against TensorRT's explicit-quantization rules and measured against the FP32
+graph in ONNX Runtime on the validation split and its corrupted copy. Then, for the candidate with the highest
+corrupted-split agreement, the per-layer evidence: every quantized layer returned to float alone (ranked by the
+logit SQNR it recovers on the corrupted split), and the agreement with the top-k of them in float together.
+Prints one JSON line per measurement and writes docs/tensorrt_candidates.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import onnx
+from docpage import Machine, table, write_page  # the script folder is on sys.path
+
+from coatnet_edge.calibration.candidates import quantize_candidate
+from coatnet_edge.calibration.modelopt_ptq import CANDIDATE as MODELOPT
+from coatnet_edge.calibration.modelopt_ptq import modelopt_available
+from coatnet_edge.calibration.options import CANDIDATES
+from coatnet_edge.calibration.ptq import PtqSettings
+from coatnet_edge.calibration.sensitivity import onnx_logits, rank_layers, with_float_nodes
+from coatnet_edge.data.corrupt import CorruptConfig, write_corrupted
+from coatnet_edge.data.folders import scan_folder
+from coatnet_edge.data.preprocess import preprocess_batch
+from coatnet_edge.data.sampling import build_calibration_set
+from coatnet_edge.data.synth import SynthConfig, write_dataset
+from coatnet_edge.export.onnx import export_fp32_onnx
+from coatnet_edge.export.qdq_rules import check_qdq
+from coatnet_edge.metrics import compare_logits
+from coatnet_edge.models.source import load_model
+
+METHOD = """Candidates of the TensorRT target (`coatnet-edge quantize --candidate ...`): {candidates}, each made
+from the same FP32 ONNX and the same {calib} calibration images of the built-in train split (seed 0), scored
+against the FP32 graph in ONNX Runtime (CPU) on the 1,200-image validation split and its corrupted copy
+(`coatnet-edge data corrupt`: blur, noise, contrast, JPEG cycled, severity 3). Agreement = top-1 equal to
+FP32's; cosine = mean logit cosine. "TensorRT rules" is `check_qdq` on the graph (errors = what TensorRT
+refuses; quantized / float = Conv, MatMul and Gemm layers with and without INT8 inputs). Model Optimizer runs
+with its INT8 defaults (entropy calibration), calibrated on the CPU, float parts FP32.{modelopt_note}
+
+Per-layer evidence: for each model, the candidate with the highest corrupted-split agreement; every layer
+that reads a DequantizeLinear output returned to float alone, ranked by the logit SQNR it recovers on the
+corrupted split; then the top-k of them in float together."""
+
+
+def logits(model: Any, images: Any) -> Any:
+    return onnx_logits(model, images, batch_size=100)
+
+
+def candidate_rows(label: str, source: str, data: Path, corrupted: Path, calib_size: int, work: Path,
+                   candidates: tuple[str, ...]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    loaded = load_model(source)
+    fp32_path, _ = export_fp32_onnx(loaded, work / label.replace(":", "_"), log=lambda line: None)
+    fp32 = onnx.load(str(fp32_path))
+    calib = build_calibration_set(data / "train", loaded.preprocess, size=calib_size, seed=0)
+    images = {name: preprocess_batch(scan_folder(path, verify=False).paths, loaded.preprocess)
+              for name, path in {"clean": data / "val", "corrupted": corrupted}.items()}
+    reference = {name: logits(fp32, x) for name, x in images.items()}
+    settings = PtqSettings(attention_stages=loaded.attention_stages)
+    rows, graphs = [], {}
+    for candidate in candidates:
+        started = time.perf_counter()
+        graph = quantize_candidate(fp32, calib, settings, candidate).model
+        seconds = time.perf_counter() - started
+        rules = check_qdq(graph)
+        row: dict[str, Any] = {"model": label, "candidate": candidate, "seconds": round(seconds, 1),
+                               "rule_errors": len(rules.errors), "advisories": len(rules.advisories),
+                               "quantized_layers": rules.quantized_layers, "float_layers": len(rules.float_layers)}
+        for name, x in images.items():
+            agreement = compare_logits(reference[name], logits(graph, x))
+            row[f"{name}_agree"] = round(agreement.top1_agreement * 100, 2)
+            row[f"{name}_cos"] = round(agreement.cosine, 5)
+        rows.append(row)
+        graphs[candidate] = graph
+        print(json.dumps(row), flush=True)
+    best = max(rows, key=lambda r: (r["corrupted_agree"], r["corrupted_cos"]))
+    evidence = {"model": label, "candidate": best["candidate"], "graph": graphs[best["candidate"]], "fp32": fp32,
+                "images": images["corrupted"], "reference": reference["corrupted"], "base": best}
+    return rows, evidence
+
+
+def per_layer(evidence: dict[str, Any], top: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The most sensitive layers of the kept graph on the corrupted split, and top-k of them in float."""
+    graph, fp32, images, reference = (evidence[k] for k in ("graph", "fp32", "images", "reference"))
+    ranking = rank_layers(graph, fp32, images, reference)
+    layers = [{"model": evidence["model"], "rank": i, "node": r.node, "op": r.op_type,
+               "sqnr_gain_db": round(r.sqnr_gain_db, 2), "agree_alone": round(100 * r.top1_agreement, 2)}
+              for i, r in enumerate(ranking[:top], 1)]
+    together = []
+    for k in (1, 2, 4, top, len(ranking)):
+        agreement = compare_logits(reference, logits(with_float_nodes(graph, [r.node for r in ranking[:k]], fp32),
+                                                     images))
+        together.append({"model": evidence["model"], "float_layers": k, "of": len(ranking),
+                         "agree": round(100 * agreement.top1_agreement, 2), "cos": round(agreement.cosine, 5)})
+        print(json.dumps(together[-1]), flush=True)
+    return layers, together
+
+
+def summary(rows: list[dict[str, Any]], together: list[dict[str, Any]]) -> str:
+    lines = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        best = {split: max(mine, key=lambda r, s=split: (r[f"{s}_agree"], r[f"{s}_cos"])) for split in
+                ("clean", "corrupted")}
+        text = "; ".join(f"{split}: {b['candidate']} {b[f'{split}_agree']} % / {b[f'{split}_cos']}"
+                         for split, b in best.items())
+        mo = [r for r in mine if r["candidate"] == MODELOPT]
+        if mo:
+            text += (f"; Model Optimizer {mo[0]['clean_agree']} % / {mo[0]['clean_cos']} clean, "
+                     f"{mo[0]['corrupted_agree']} % / {mo[0]['corrupted_cos']} corrupted, "
+                     f"{mo[0]['quantized_layers']} INT8 layers")
+        all_float = [t for t in together if t["model"] == model and t["float_layers"] == t["of"]]
+        if all_float:
+            text += (f"; every quantized layer's input back in float gives {all_float[0]['agree']} % / "
+                     f"{all_float[0]['cos']} (what remains is the weights' INT8)")
+        lines.append(f"- **{model}** — most faithful {text}.")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("runs/builtin/data"))
+    parser.add_argument("--models", default="builtin:student,builtin:teacher")
+    parser.add_argument("--calib-size", type=int, default=300)
+    parser.add_argument("--top", type=int, default=8, help="most sensitive layers listed per model")
+    parser.add_argument("--no-page", action="store_true", help="print only (a trial run)")
+    args = parser.parse_args()
+    machine, started = Machine(timed=False), time.perf_counter()
+    data = write_dataset(args.data, SynthConfig(seed=0), workers=2)
+    corrupted = data.parent / f"{data.name}_val_corrupted"
+    if not corrupted.is_dir():
+        write_corrupted(data / "val", corrupted, CorruptConfig(severity=3))
+    candidates = tuple(c for c in CANDIDATES if c != MODELOPT or modelopt_available())
+    work = Path(tempfile.mkdtemp())
+    rows, layers, together = [], [], []
+    for source in args.models.split(","):
+        mine, evidence = candidate_rows(source, source, data, corrupted, args.calib_size, work, candidates)
+        rows += mine
+        top, k = per_layer(evidence, args.top)
+        layers += [{**row, "candidate": evidence["candidate"]} for row in top]
+        together += k
+    if args.no_page:
+        return
+    note = "" if MODELOPT in candidates else " nvidia-modelopt was not installed for this run: no Model Optimizer row."
+    cand_table = table(
+        ["model", "candidate", "clean agree %", "clean cosine", "corrupted agree %", "corrupted cosine",
+         "TensorRT rules: errors / advisories", "INT8 / float layers", "seconds"],
+        [[r["model"], r["candidate"], r["clean_agree"], r["clean_cos"], r["corrupted_agree"], r["corrupted_cos"],
+          f"{r['rule_errors']} / {r['advisories']}", f"{r['quantized_layers']} / {r['float_layers']}", r["seconds"]]
+         for r in rows])
+    layer_table = table(["model (kept candidate)", "rank", "layer", "op", "SQNR gain dB", "agreement % alone in float"],
+                        [[f"{r['model']} ({r['candidate']})", r["rank"], f"`{r['node']}`", r["op"], r["sqnr_gain_db"],
+                          r["agree_alone"]] for r in layers])
+    k_table = table(["model", "layers in float (most sensitive first)", "corrupted agree %", "corrupted cosine"],
+                    [[t["model"], f"{t['float_layers']} of {t['of']}", t["agree"], t["cos"]] for t in together])
+    write_page("tensorrt_candidates.md", title="INT8 for TensorRT: every candidate, and the per-layer evidence",
+               method=METHOD.format(candidates=", ".join(candidates), calib=args.calib_size, modelopt_note=note),
+               machine=machine, wall_s=time.perf_counter() - started,
+               sections=["## Summary\n\n" + summary(rows, together), "## Candidates\n\n" + cand_table,
+                         "## Most sensitive layers of the kept candidate (corrupted split)\n\n" + layer_table,
+                         "## Layers returned to float together\n\n" + k_table])
+
+
+if __name__ == "__main__":
+    main()
