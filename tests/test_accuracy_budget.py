@@ -66,6 +66,21 @@ def test_all_layers_in_float_reproduce_fp32(ptq: dict) -> None:
                                atol=1e-4)
 
 
+def test_smoothquant_layers_in_float_read_the_unsmoothed_activation(ptq: dict, tiny_dataset: Path) -> None:
+    """SmoothQuant divides an activation by the factor its INT8 weight was multiplied by; a layer given back its
+    FP32 weight must read the activation from before that Mul (else all-float agreed 12.6 % with FP32)."""
+    from coatnet_edge.calibration.candidates import candidate_settings
+
+    _, info = load_checkpoint("builtin:student")
+    calib = build_calibration_set(tiny_dataset / "train", info.preprocess, size=24, seed=0)
+    smoothed = quantize_onnx(ptq["fp32"], calib, candidate_settings(PtqSettings(), "transformer+smoothquant")).model
+    smooth_muls = [n for n in smoothed.graph.node if n.name.endswith("nncf_smooth_quant")]
+    assert smooth_muls  # the graph this test is about
+    floated = with_float_nodes(smoothed, quantized_consumers(smoothed), ptq["fp32"])
+    np.testing.assert_allclose(onnx_logits(floated, ptq["images"]), onnx_logits(ptq["fp32"], ptq["images"]),
+                               atol=1e-4)
+
+
 def test_ranking_covers_every_quantized_layer_most_sensitive_first(ptq: dict) -> None:
     ranking = ptq["ranking"]
     assert {r.node for r in ranking} == set(quantized_consumers(ptq["int8"]))

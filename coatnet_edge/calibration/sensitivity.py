@@ -90,7 +90,9 @@ def with_float_nodes(model: Any, nodes: list[str] | set[str], fp32: Any | None =
                 from_fp32 = True
             else:
                 raise ValueError(f"{node.name}: input {i} is an INT8 constant; pass the FP32 graph to restore it")
-        if from_fp32:  # the bias that fast bias correction shifted for the INT8 weight (MatMul: in the next Add)
+        if from_fp32:  # the FP32 weight was never smoothed: its activation must not be either
+            _bypass_smooth_quant(node, produced_by)
+            # the bias that fast bias correction shifted for the INT8 weight (MatMul: in the next Add)
             bias_adds = [n for n in graph.node if n.op_type == "Add" and node.output[0] in n.input]
             for owner in [node, *bias_adds]:
                 for i in range(len(owner.input)):
@@ -98,6 +100,15 @@ def with_float_nodes(model: Any, nodes: list[str] | set[str], fp32: Any | None =
                         _restore_from(owner, i, originals, fp32_weights, graph, present)
     _prune_dead_nodes(graph)
     return result
+
+
+def _bypass_smooth_quant(node: Any, produced_by: dict[str, Any]) -> None:
+    """Read the activation from before NNCF's SmoothQuant Mul (``.../nncf_smooth_quant``), which divides it by the
+    per-channel factor the INT8 weight was multiplied by; other consumers of that Mul keep it."""
+    for i, name in enumerate(node.input):
+        mul = produced_by.get(name)
+        if mul is not None and mul.op_type == "Mul" and mul.name.endswith("nncf_smooth_quant"):
+            node.input[i] = mul.input[0]
 
 
 def _restore_from(node: Any, index: int, originals: dict, weights: dict, graph: Any, present: set[str]) -> bool:
