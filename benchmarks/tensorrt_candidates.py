@@ -21,10 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 from docpage import Machine, table, write_page  # the script folder is on sys.path
 
 from coatnet_edge.calibration.candidates import quantize_candidate
+from coatnet_edge.calibration.layer_cost import OpenVinoF32, measure_costs, per_ms_order
 from coatnet_edge.calibration.modelopt_ptq import CANDIDATE as MODELOPT
 from coatnet_edge.calibration.modelopt_ptq import modelopt_available
 from coatnet_edge.calibration.options import CANDIDATES
@@ -37,6 +39,7 @@ from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.data.synth import SynthConfig, write_dataset
 from coatnet_edge.export.onnx import export_fp32_onnx
 from coatnet_edge.export.qdq_rules import check_qdq
+from coatnet_edge.measure.benchmark import time_runner
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.models.source import load_model
 
@@ -89,8 +92,8 @@ def candidate_rows(label: str, source: str, data: Path, corrupted: Path, calib_s
     return rows, evidence
 
 
-def per_layer(evidence: dict[str, Any], top: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The most sensitive layers of the kept graph on the corrupted split, and top-k of them in float."""
+def per_layer(evidence: dict[str, Any], top: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list]:
+    """The most sensitive layers of the kept graph on the corrupted split, top-k of them in float, the ranking."""
     graph, fp32, images, reference = (evidence[k] for k in ("graph", "fp32", "images", "reference"))
     ranking = rank_layers(graph, fp32, images, reference)
     layers = [{"model": evidence["model"], "rank": i, "node": r.node, "op": r.op_type,
@@ -103,7 +106,38 @@ def per_layer(evidence: dict[str, Any], top: int) -> tuple[list[dict[str, Any]],
         together.append({"model": evidence["model"], "float_layers": k, "of": len(ranking),
                          "agree": round(100 * agreement.top1_agreement, 2), "cos": round(agreement.cosine, 5)})
         print(json.dumps(together[-1]), flush=True)
-    return layers, together
+    return layers, together, ranking
+
+
+def budget_orders(evidence: dict[str, Any], ranking: list, counts: tuple[int, ...], rounds: int
+                  ) -> list[dict[str, Any]]:
+    """The same number of layers returned to float in sensitivity order and in per-ms order (`--budget-order`):
+    corrupted-split fidelity, and batch-1 p50 in OpenVINO (f32 float parts) timed in interleaved rounds."""
+    graph, fp32, images, reference = (evidence[k] for k in ("graph", "fp32", "images", "reference"))
+    pool = [row for row in ranking if row.sqnr_gain_db > 0][:2 * max(counts)]
+    _, costs = measure_costs(graph, fp32, pool, images)
+    orders = {"sensitivity": pool, "per-ms": per_ms_order(pool, costs)}
+    variants: dict[tuple[str, int], Any] = {("all INT8", 0): graph, ("FP32", 0): fp32}
+    for name, order in orders.items():
+        for k in counts:
+            variants[(name, k)] = with_float_nodes(graph, [r.node for r in order[:k]], fp32)
+    timings: dict[tuple[str, int], list[float]] = {key: [] for key in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        compiled = {}
+        for i, (key, model) in enumerate(variants.items()):
+            onnx.save(model, f"{tmp}/{i}.onnx")
+            compiled[key] = OpenVinoF32(Path(f"{tmp}/{i}.onnx"))
+        for _ in range(rounds):
+            for key in variants:
+                timings[key].append(time_runner(compiled[key], images[:1], warmup=5, runs=50)["p50_ms"])
+    rows = []
+    for (name, k), model in variants.items():
+        agreement = compare_logits(reference, logits(model, images))
+        rows.append({"model": evidence["model"], "order": name, "float_layers": k,
+                     "agree": round(100 * agreement.top1_agreement, 2), "cos": round(agreement.cosine, 5),
+                     "p50_ms": round(float(np.median(timings[(name, k)])), 3)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def summary(rows: list[dict[str, Any]], together: list[dict[str, Any]]) -> str:
@@ -133,22 +167,26 @@ def main() -> None:
     parser.add_argument("--models", default="builtin:student,builtin:teacher")
     parser.add_argument("--calib-size", type=int, default=300)
     parser.add_argument("--top", type=int, default=8, help="most sensitive layers listed per model")
+    parser.add_argument("--budget-layers", default="2,4,8", help="layers in float, per budget order")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds of the budget variants")
     parser.add_argument("--no-page", action="store_true", help="print only (a trial run)")
     args = parser.parse_args()
-    machine, started = Machine(timed=False), time.perf_counter()
+    machine, started = Machine(), time.perf_counter()
     data = write_dataset(args.data, SynthConfig(seed=0), workers=2)
     corrupted = data.parent / f"{data.name}_val_corrupted"
     if not corrupted.is_dir():
         write_corrupted(data / "val", corrupted, CorruptConfig(severity=3))
     candidates = tuple(c for c in CANDIDATES if c != MODELOPT or modelopt_available())
     work = Path(tempfile.mkdtemp())
-    rows, layers, together = [], [], []
+    rows, layers, together, orders = [], [], [], []
+    counts = tuple(int(k) for k in args.budget_layers.split(","))
     for source in args.models.split(","):
         mine, evidence = candidate_rows(source, source, data, corrupted, args.calib_size, work, candidates)
         rows += mine
-        top, k = per_layer(evidence, args.top)
+        top, k, ranking = per_layer(evidence, args.top)
         layers += [{**row, "candidate": evidence["candidate"]} for row in top]
         together += k
+        orders += budget_orders(evidence, ranking, counts, args.rounds)
     if args.no_page:
         return
     note = "" if MODELOPT in candidates else " nvidia-modelopt was not installed for this run: no Model Optimizer row."
@@ -163,12 +201,17 @@ def main() -> None:
                           r["agree_alone"]] for r in layers])
     k_table = table(["model", "layers in float (most sensitive first)", "corrupted agree %", "corrupted cosine"],
                     [[t["model"], f"{t['float_layers']} of {t['of']}", t["agree"], t["cos"]] for t in together])
+    order_table = table(["model", "order", "layers in float", "corrupted agree %", "corrupted cosine",
+                         "OpenVINO batch-1 p50 ms (f32 float parts)"],
+                        [[r["model"], r["order"], r["float_layers"], r["agree"], r["cos"], r["p50_ms"]]
+                         for r in orders])
     write_page("tensorrt_candidates.md", title="INT8 for TensorRT: every candidate, and the per-layer evidence",
                method=METHOD.format(candidates=", ".join(candidates), calib=args.calib_size, modelopt_note=note),
                machine=machine, wall_s=time.perf_counter() - started,
                sections=["## Summary\n\n" + summary(rows, together), "## Candidates\n\n" + cand_table,
                          "## Most sensitive layers of the kept candidate (corrupted split)\n\n" + layer_table,
-                         "## Layers returned to float together\n\n" + k_table])
+                         "## Layers returned to float together\n\n" + k_table,
+                         "## Budget order: most sensitive first vs most recovered per millisecond\n\n" + order_table])
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ class LayerCost:
     gain_per_ms: float  # SQNR gain / max(cost, floor)
 
 
-class _Compiled:
+class OpenVinoF32:
+    """An ONNX file compiled by OpenVINO for the CPU with f32 float parts, with ``run`` as runners have it."""
+
     def __init__(self, path: Path) -> None:
         import openvino as ov
 
@@ -54,7 +56,7 @@ class _Compiled:
         return self.request.infer({0: images})[self.compiled.output(0)]
 
 
-def _p50(compiled: _Compiled, image: np.ndarray) -> float:
+def _p50(compiled: OpenVinoF32, image: np.ndarray) -> float:
     return time_runner(compiled, image, **TIMING)["p50_ms"]
 
 
@@ -64,7 +66,7 @@ def p50_batch1(model: Any, images: np.ndarray) -> float:
 
     with tempfile.TemporaryDirectory(prefix="coatnet-edge-cost-") as tmp:
         onnx.save(model, str(Path(tmp) / "model.onnx"))
-        return _p50(_Compiled(Path(tmp) / "model.onnx"), np.ascontiguousarray(images[:1]))
+        return _p50(OpenVinoF32(Path(tmp) / "model.onnx"), np.ascontiguousarray(images[:1]))
 
 
 def measure_costs(model: Any, fp32: Any, ranking: list[LayerSensitivity], image: np.ndarray, *,
@@ -81,7 +83,7 @@ def measure_costs(model: Any, fp32: Any, ranking: list[LayerSensitivity], image:
             onnx.save(with_float_nodes(model, [row.node], fp32), str(paths[row.node]))
         compiled = {}
         for done, (name, path) in enumerate(paths.items()):
-            compiled[name] = _Compiled(path)
+            compiled[name] = OpenVinoF32(path)
             if progress:
                 progress(done, len(paths) * (ROUNDS + 1), f"compiled {name or 'INT8'}")
         rounds: dict[str, list[float]] = {name: [] for name in paths}
