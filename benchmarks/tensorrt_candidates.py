@@ -140,7 +140,7 @@ def budget_orders(evidence: dict[str, Any], ranking: list, counts: tuple[int, ..
     return rows
 
 
-def summary(rows: list[dict[str, Any]], together: list[dict[str, Any]]) -> str:
+def summary(rows: list[dict[str, Any]], together: list[dict[str, Any]], orders: list[dict[str, Any]]) -> str:
     lines = []
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
@@ -155,8 +155,16 @@ def summary(rows: list[dict[str, Any]], together: list[dict[str, Any]]) -> str:
                      f"{mo[0]['quantized_layers']} INT8 layers")
         all_float = [t for t in together if t["model"] == model and t["float_layers"] == t["of"]]
         if all_float:
-            text += (f"; every quantized layer's input back in float gives {all_float[0]['agree']} % / "
-                     f"{all_float[0]['cos']} (what remains is the weights' INT8)")
+            text += (f"; every one of the {all_float[0]['of']} quantized layers back in float gives "
+                     f"{all_float[0]['agree']} % / {all_float[0]['cos']} (the fall-back rewiring is exact)")
+        k = max((t["float_layers"] for t in orders if t["model"] == model), default=0)
+        pair = {t["order"]: t for t in orders if t["model"] == model and t["float_layers"] in (0, k)}
+        if {"sensitivity", "per-ms", "all INT8", "FP32"} <= set(pair):
+            text += "; " + ", ".join(f"{name} {pair[name]['agree']} % / {pair[name]['cos']} at "
+                                     f"{pair[name]['p50_ms']} ms" for name in ("all INT8", "FP32")) + \
+                f"; {k} layers in float: " + ", ".join(
+                    f"{name} order {pair[name]['agree']} % / {pair[name]['cos']} at {pair[name]['p50_ms']} ms"
+                    for name in ("sensitivity", "per-ms")) + " (corrupted split, OpenVINO batch-1 p50)"
         lines.append(f"- **{model}** — most faithful {text}.")
     return "\n".join(lines) + "\n"
 
@@ -208,7 +216,7 @@ def main() -> None:
     write_page("tensorrt_candidates.md", title="INT8 for TensorRT: every candidate, and the per-layer evidence",
                method=METHOD.format(candidates=", ".join(candidates), calib=args.calib_size, modelopt_note=note),
                machine=machine, wall_s=time.perf_counter() - started,
-               sections=["## Summary\n\n" + summary(rows, together), "## Candidates\n\n" + cand_table,
+               sections=["## Summary\n\n" + summary(rows, together, orders), "## Candidates\n\n" + cand_table,
                          "## Most sensitive layers of the kept candidate (corrupted split)\n\n" + layer_table,
                          "## Layers returned to float together\n\n" + k_table,
                          "## Budget order: most sensitive first vs most recovered per millisecond\n\n" + order_table])
