@@ -112,7 +112,8 @@ BUDGET_TOP1_GAP, BUDGET_AGREEMENT = 0.025, 0.9625
 def test_cli_budget_writes_ranking_csv_plot_and_manifest(tiny_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "q"
     proc = run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(tiny_dataset / "train"),
-                   "--calib-size", "24", "--eval-dir", str(tiny_dataset / "val"), "--eval-size", "36",
+                   "--calib-size", "24", "--candidate", "hybrid", "--eval-dir", str(tiny_dataset / "val"),
+                   "--eval-size", "36",
                    "--max-drop", "-50", "--max-float-layers", "2", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "NOT met" in proc.stdout and "2 layer(s) returned to float" in proc.stdout
@@ -170,7 +171,8 @@ def test_evaluation_folder_with_other_classes_is_refused(tiny_dataset: Path, tmp
 def test_budget_met_by_plain_int8_skips_the_ranking(tiny_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "q"
     proc = run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(tiny_dataset / "train"),
-                   "--calib-size", "24", "--eval-dir", str(tiny_dataset / "val"), "--eval-size", "240",
+                   "--calib-size", "24", "--candidate", "hybrid", "--eval-dir", str(tiny_dataset / "val"),
+                   "--eval-size", "240",
                    "--max-drop", "50", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "met with every layer in INT8" in proc.stdout
@@ -193,7 +195,8 @@ def test_budget_order_per_ms_times_each_candidate_layer_and_returns_the_best_val
 
     out = tmp_path / "q"
     proc = run_cli("quantize", "--model", "builtin:student", "--calib-dir", str(tiny_dataset / "train"),
-                   "--calib-size", "24", "--eval-dir", str(tiny_dataset / "val"), "--eval-size", "36",
+                   "--calib-size", "24", "--candidate", "hybrid", "--eval-dir", str(tiny_dataset / "val"),
+                   "--eval-size", "36",
                    "--max-drop", "-50", "--max-float-layers", "2", "--budget-order", "per-ms", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "budget order per ms: 4 candidate layers timed in float" in proc.stdout

@@ -39,6 +39,7 @@ batch_size = 32
 workers = 0
 [quantize]
 calib_size = 40
+candidates = ["hybrid"]  # the selection is tested in test_candidates.py
 [targets]
 build = {targets!r}
 openvino_int8_candidates = ["qdq"]

@@ -261,6 +261,7 @@ train = "{images_256}"
 enabled = false
 [quantize]
 calib_size = 12
+candidates = ["hybrid"]  # the selection is tested in test_candidates.py
 [targets]
 build = ["onnx-fp32", "openvino-fp32", "onnx-int8", "openvino-int8"]
 openvino_int8_candidates = ["qdq"]
