@@ -37,6 +37,7 @@ from coatnet_edge.export.onnx import export_fp32_onnx
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.models.source import load_model
 from coatnet_edge.runtime.base import run_batches
+from coatnet_edge.runtime.openvino import CpuCompiled
 
 METHOD = """Same FP32 ONNX, same 300 calibration images (built-in train split, seed 0), one process. Accuracy
 control validates on the {held} train images beyond the calibration sample (top-1 agreement with FP32, the
@@ -44,16 +45,6 @@ metric the toolkit's candidates are scored with) with max_drop {drop}; every mod
 FP32 (both compiled for the CPU with f32 float parts) on the 1,200-image validation split and its corrupted copy
 (blur, noise, contrast, JPEG cycled, severity 3). Agreement = top-1 equal to FP32's; cosine = mean logit
 cosine."""
-
-
-class Compiled:
-    def __init__(self, model: Any) -> None:
-        import openvino as ov
-
-        self.compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-
-    def run(self, images: np.ndarray) -> np.ndarray:
-        return np.array(self.compiled(np.ascontiguousarray(images))[self.compiled.output(0)])
 
 
 def paths_for(source: str, data: Path, corrupted: Path, max_drop: float) -> list[dict[str, Any]]:
@@ -69,7 +60,7 @@ def paths_for(source: str, data: Path, corrupted: Path, max_drop: float) -> list
                                  exclude=frozenset(calib.paths))
     images = {name: preprocess_batch(scan_folder(path, verify=False).paths, loaded.preprocess)
               for name, path in {"clean": data / "val", "corrupted": corrupted}.items()}
-    reference = Compiled(ov.convert_model(str(fp32)))
+    reference = CpuCompiled(ov.convert_model(str(fp32)), "f32")
     expected = {name: run_batches(reference, x, 100) for name, x in images.items()}
     held_top1 = run_batches(reference, held.images, 100).argmax(1)
     calibration = nncf.Dataset([calib.images[i:i + 1] for i in range(len(calib))])
@@ -94,7 +85,7 @@ def paths_for(source: str, data: Path, corrupted: Path, max_drop: float) -> list
     rows = []
     for name, make in makers.items():
         started = time.perf_counter()
-        compiled = Compiled(make(ov.convert_model(str(fp32))))
+        compiled = CpuCompiled(make(ov.convert_model(str(fp32))), "f32")
         row: dict[str, Any] = {"model": source, "path": name, "seconds": round(time.perf_counter() - started, 1)}
         for split, x in images.items():
             scores = compare_logits(expected[split], run_batches(compiled, x, 100))

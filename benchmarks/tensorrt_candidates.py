@@ -26,7 +26,7 @@ import onnx
 from docpage import Machine, table, write_page  # the script folder is on sys.path
 
 from coatnet_edge.calibration.candidates import quantize_candidate
-from coatnet_edge.calibration.layer_cost import OpenVinoF32, measure_costs, per_ms_order
+from coatnet_edge.calibration.layer_cost import compiled_f32, measure_costs, per_ms_order
 from coatnet_edge.calibration.modelopt_ptq import CANDIDATE as MODELOPT
 from coatnet_edge.calibration.modelopt_ptq import modelopt_available
 from coatnet_edge.calibration.options import CANDIDATES
@@ -126,7 +126,7 @@ def budget_orders(evidence: dict[str, Any], ranking: list, counts: tuple[int, ..
         compiled = {}
         for i, (key, model) in enumerate(variants.items()):
             onnx.save(model, f"{tmp}/{i}.onnx")
-            compiled[key] = OpenVinoF32(Path(f"{tmp}/{i}.onnx"))
+            compiled[key] = compiled_f32(Path(f"{tmp}/{i}.onnx"))
         for _ in range(rounds):
             for key in variants:
                 timings[key].append(time_runner(compiled[key], images[:1], warmup=5, runs=50)["p50_ms"])

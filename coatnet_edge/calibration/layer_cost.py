@@ -25,6 +25,7 @@ import numpy as np
 
 from coatnet_edge.calibration.sensitivity import LayerSensitivity, with_float_nodes
 from coatnet_edge.measure.benchmark import time_runner
+from coatnet_edge.runtime.openvino import CpuCompiled
 
 TIMING = {"warmup": 5, "runs": 30}
 ROUNDS = 3
@@ -43,20 +44,12 @@ class LayerCost:
     gain_per_ms: float  # SQNR gain / max(cost, floor)
 
 
-class OpenVinoF32:
-    """An ONNX file compiled by OpenVINO for the CPU with f32 float parts, with ``run`` as runners have it."""
-
-    def __init__(self, path: Path) -> None:
-        import openvino as ov
-
-        self.compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        self.request = self.compiled.create_infer_request()
-
-    def run(self, images: np.ndarray) -> np.ndarray:
-        return self.request.infer({0: images})[self.compiled.output(0)]
+def compiled_f32(path: Path) -> CpuCompiled:
+    """The ONNX file compiled for the CPU with f32 float parts, as every cost is timed."""
+    return CpuCompiled(str(path), "f32")
 
 
-def _p50(compiled: OpenVinoF32, image: np.ndarray) -> float:
+def _p50(compiled: CpuCompiled, image: np.ndarray) -> float:
     return time_runner(compiled, image, **TIMING)["p50_ms"]
 
 
@@ -66,7 +59,7 @@ def p50_batch1(model: Any, images: np.ndarray) -> float:
 
     with tempfile.TemporaryDirectory(prefix="coatnet-edge-cost-") as tmp:
         onnx.save(model, str(Path(tmp) / "model.onnx"))
-        return _p50(OpenVinoF32(Path(tmp) / "model.onnx"), np.ascontiguousarray(images[:1]))
+        return _p50(compiled_f32(Path(tmp) / "model.onnx"), np.ascontiguousarray(images[:1]))
 
 
 def measure_costs(model: Any, fp32: Any, ranking: list[LayerSensitivity], image: np.ndarray, *,
@@ -83,7 +76,7 @@ def measure_costs(model: Any, fp32: Any, ranking: list[LayerSensitivity], image:
             onnx.save(with_float_nodes(model, [row.node], fp32), str(paths[row.node]))
         compiled = {}
         for done, (name, path) in enumerate(paths.items()):
-            compiled[name] = OpenVinoF32(path)
+            compiled[name] = compiled_f32(path)
             if progress:
                 progress(done, len(paths) * (ROUNDS + 1), f"compiled {name or 'INT8'}")
         rounds: dict[str, list[float]] = {name: [] for name in paths}

@@ -55,8 +55,10 @@ def quantize_modelopt(fp32_model: Any | str | Path, calib: ImageSample, settings
     from modelopt.onnx.quantization import quantize
 
     with tempfile.TemporaryDirectory(prefix="coatnet-edge-modelopt-") as tmp:
-        source = Path(fp32_model) if isinstance(fp32_model, str | Path) else Path(tmp) / "fp32.onnx"
-        if not isinstance(fp32_model, str | Path):
+        if isinstance(fp32_model, str | Path):
+            source = Path(fp32_model)
+        else:  # Model Optimizer reads a file
+            source = Path(tmp) / "fp32.onnx"
             onnx.save(fp32_model, str(source))
         target = Path(tmp) / "int8.onnx"
         logging.getLogger("modelopt").setLevel(logging.ERROR)  # "Failed to get GPU count" on every CPU machine

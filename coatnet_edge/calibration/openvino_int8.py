@@ -30,6 +30,7 @@ from coatnet_edge.errors import MissingDependencyError
 from coatnet_edge.measure.benchmark import time_runner
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.runtime.base import run_batches
+from coatnet_edge.runtime.openvino import CpuCompiled
 
 OpenVinoCandidate = Literal["qdq", "nncf", "nncf-transformer"]
 OPENVINO_CANDIDATES: tuple[str, ...] = ("qdq", "nncf", "nncf-transformer")
@@ -83,20 +84,7 @@ def candidate_model(name: str, fp32_onnx: Path, qdq_onnx: Path, calib_images: np
                          model_type=nncf.ModelType.TRANSFORMER if name == "nncf-transformer" else None)
 
 
-class _Compiled:
-    """An OpenVINO model compiled for the CPU with one float precision, with ``run`` as runners have it."""
-
-    def __init__(self, model: Any, hint: str) -> None:
-        ov = _openvino()
-        self.compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
-        self.request = self.compiled.create_infer_request()
-        self.float_math = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
-
-    def run(self, images: np.ndarray) -> np.ndarray:
-        return np.array(self.request.infer({0: np.ascontiguousarray(images)})[self.compiled.output(0)])
-
-
-def _score(compiled: _Compiled, holdout: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+def _score(compiled: CpuCompiled, holdout: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
     agreement = compare_logits(reference, run_batches(compiled, holdout))
     timing = time_runner(compiled, holdout[:1], **TIMING)
     return {"top1_agreement": round(agreement.top1_agreement, 4), "cosine": round(agreement.cosine, 6),
@@ -113,7 +101,7 @@ def choose_openvino_int8(fp32_onnx: Path, qdq_onnx: Path, calib_images: np.ndarr
     for name in candidates:
         started = time.perf_counter()
         model = candidate_model(name, fp32_onnx, qdq_onnx, calib_images)
-        row = {"candidate": name, **_score(_Compiled(model, "f32"), holdout, reference),
+        row = {"candidate": name, **_score(CpuCompiled(model, "f32"), holdout, reference),
                "seconds": round(time.perf_counter() - started, 1)}
         log(f"openvino candidate {name}: top-1 agreement {row['top1_agreement']:.4f}, cosine {row['cosine']:.5f}, "
             f"p50 {row['p50_ms_batch1']:.2f} ms (batch 1, f32 float parts) on {len(holdout)} held-out images")
@@ -139,7 +127,7 @@ def choose_openvino_int8(fp32_onnx: Path, qdq_onnx: Path, calib_images: np.ndarr
 def _float_parts(model: Any, f32_row: dict[str, Any], holdout: np.ndarray, reference: np.ndarray,
                  log: Log) -> tuple[str, dict[str, Any] | None]:
     """``bf16`` when this CPU has bf16 math and the model is at least as faithful and faster with it."""
-    compiled = _Compiled(model, "bf16")
+    compiled = CpuCompiled(model, "bf16")
     if compiled.float_math != "bf16":
         return "f32", None  # no bf16 math on this CPU: OpenVINO runs the float parts in f32 anyway
     row = _score(compiled, holdout, reference)

@@ -51,6 +51,23 @@ class OpenVinoRunner:
         return np.array(result[self.compiled.output(0)])
 
 
+class CpuCompiled:
+    """An OpenVINO model (or a model file) compiled for the CPU with one float precision, with ``run`` as runners
+    have it (also what the per-layer float costs are timed with)."""
+
+    def __init__(self, model: object, hint: str) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise MissingDependencyError("openvino", hint="pip install openvino") from None
+        self.compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        self.request = self.compiled.create_infer_request()
+        self.float_math = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        return np.array(self.request.infer({0: np.ascontiguousarray(images)})[self.compiled.output(0)])
+
+
 def _float_parts(path: Path) -> str:
     """An INT8 IR's float parts as its export chose them by measurement (manifest), else f32: OpenVINO cannot
     store the choice in the IR (a ``runtime_options`` INFERENCE_PRECISION_HINT there is not applied)."""
