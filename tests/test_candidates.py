@@ -63,8 +63,13 @@ def test_auto_keeps_the_candidate_most_faithful_on_held_out_images(tiny_dataset:
 
 
 def test_one_candidate_or_an_explicit_scheme_measures_nothing(tiny_dataset: Path, tmp_path: Path) -> None:
-    record = _quantize(tiny_dataset, tmp_path / "one", "--calib-size", "64", "--candidate", "transformer")
+    record = _quantize(tiny_dataset, tmp_path / "one", "--calib-size", "64", "--candidate", "transformer+shift")
     assert record["quantization"]["scheme"] == "transformer" and "selection" not in record["quantization"]
+    assert record["quantization"]["channel_shift"] is True and record["quantization"]["centred_activations"] > 0
+    from coatnet_edge.runtime.artifact import artifact_origin
+
+    assert artifact_origin(tmp_path / "one" / "builtin_student.int8.onnx") == (
+        "made by NNCF PTQ, transformer scheme with per-channel centring, tensorrt preset")
     record = _quantize(tiny_dataset, tmp_path / "hybrid", "--calib-size", "64", "--scheme", "hybrid")
     assert record["quantization"]["scheme"] == "hybrid" and "selection" not in record["quantization"]
 

@@ -29,12 +29,14 @@ MIN_SCORE_IMAGES = 32  # fewer held-out images than this cannot tell candidates 
 
 
 def candidate_settings(settings: PtqSettings, candidate: str) -> PtqSettings:
-    """``hybrid`` / ``cnn`` / ``transformer`` set the scheme; ``+smoothquant`` adds NNCF's SmoothQuant;
-    ``modelopt`` (Model Optimizer's own placement) leaves ``settings`` as they are."""
+    """``hybrid`` / ``cnn`` / ``transformer`` set the scheme; ``+smoothquant`` adds NNCF's SmoothQuant, ``+shift``
+    centres the inputs of 1x1 Conv / MatMul layers per channel first (``channel_shift.py``); ``modelopt``
+    (Model Optimizer's own placement) leaves ``settings`` as they are."""
     if candidate == MODELOPT:
         return settings
     scheme, _, extra = candidate.partition("+")
-    return dataclasses.replace(settings, scheme=scheme, smooth_quant=settings.smooth_quant or extra == "smoothquant")
+    return dataclasses.replace(settings, scheme=scheme, smooth_quant=settings.smooth_quant or extra == "smoothquant",
+                               channel_shift=settings.channel_shift or extra == "shift")
 
 
 def quantize_candidate(fp32_model: Any, calib: ImageSample, settings: PtqSettings, candidate: str) -> PtqResult:

@@ -22,7 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coatnet_edge.calibration.channel_shift import SHIFT_TAG, center_activations
 from coatnet_edge.calibration.options import PRESETS, SCHEMES
+from coatnet_edge.calibration.sensitivity import quantized_consumers
 from coatnet_edge.data.sampling import ImageSample
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
 
@@ -36,6 +38,7 @@ class PtqSettings:
     preset: str = "tensorrt"  # tensorrt: symmetric INT8 everywhere; openvino: asymmetric activations
     scheme: str = "hybrid"
     smooth_quant: bool = False
+    channel_shift: bool = False  # centre 1x1 Conv / MatMul inputs per channel first (calibration/channel_shift.py)
     fast_bias_correction: bool = True
     ignored_patterns: tuple[str, ...] = ()  # regexes over ONNX node names, kept in float
     input_name: str = "images"
@@ -58,6 +61,7 @@ class PtqResult:
     settings: PtqSettings
     ignored: list[str] = field(default_factory=list)
     float_layers: list[str] = field(default_factory=list)
+    shifted: list[str] = field(default_factory=list)  # activations centred before quantization (channel_shift)
 
 
 def hybrid_float_nodes(model: Any, attention_stages: str = ATTENTION_STAGES.pattern) -> list[str]:
@@ -117,7 +121,6 @@ def quantize_onnx(fp32_model: Any | str | Path, calib: ImageSample,
         import onnx
     except ImportError:
         raise MissingDependencyError("nncf", hint="pip install nncf onnx") from None
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
     nncf.set_log_level(logging.WARNING)  # its per-node INFO lines drown the CLI's output
     settings = settings or PtqSettings()
@@ -125,20 +128,34 @@ def quantize_onnx(fp32_model: Any | str | Path, calib: ImageSample,
     ignored = hybrid_float_nodes(model, settings.attention_stages) if settings.scheme == "hybrid" else []
     for pattern in settings.ignored_patterns:
         ignored += [n.name for n in model.graph.node if re.search(pattern, n.name) and n.name not in ignored]
+    shifted: list[str] = []
+    if settings.channel_shift:
+        # where this scheme puts INT8 does not depend on the statistics: a few images and no bias correction find it
+        placed = _nncf_quantize(model, calib.images[:8], settings, ignored, bias_correction=False)
+        model, shifted = center_activations(model, calib.images, only=set(quantized_consumers(placed)))
+        ignored += [n.name for n in model.graph.node if n.name.endswith(SHIFT_TAG)]
+    quantized = _nncf_quantize(model, calib.images, settings, ignored, settings.fast_bias_correction)
+    if settings.preset == "tensorrt":
+        to_signed_int8(quantized)
+    return PtqResult(quantized, settings, ignored, float_weighted_layers(quantized), shifted)
+
+
+def _nncf_quantize(model: Any, images: Any, settings: PtqSettings, ignored: list[str], bias_correction: bool) -> Any:
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
     smooth = AdvancedSmoothQuantParameters() if settings.smooth_quant else AdvancedSmoothQuantParameters(
         convolution=-1, matmul=-1)
-    advanced = AdvancedQuantizationParameters(smooth_quant_alphas=smooth, **tensorrt_activation_args(settings))
-    dataset = nncf.Dataset(list(calib.batches(1)), lambda batch: {settings.input_name: batch})
-    quantized = nncf.quantize(
-        model, dataset, subset_size=len(calib),
+    advanced = AdvancedQuantizationParameters(smooth_quant_alphas=smooth, disable_bias_correction=not bias_correction,
+                                              **tensorrt_activation_args(settings))
+    dataset = nncf.Dataset([images[i:i + 1] for i in range(len(images))], lambda batch: {settings.input_name: batch})
+    return nncf.quantize(
+        model, dataset, subset_size=len(images),
         **nncf_preset_args(settings),
         fast_bias_correction=settings.fast_bias_correction,
         ignored_scope=nncf.IgnoredScope(names=ignored, validate=False) if ignored else None,
         advanced_parameters=advanced,
     )
-    if settings.preset == "tensorrt":
-        to_signed_int8(quantized)
-    return PtqResult(quantized, settings, ignored, float_weighted_layers(quantized))
 
 
 def to_signed_int8(model: Any) -> int:

@@ -166,14 +166,16 @@ def _quantize_graph(inputs: _Inputs, fp32_model: Any, opts: QuantizeOptions, qat
                               **inputs.settings.to_dict()}
     if opts.method == "ptq" and inputs.holdout is not None:
         images, what = inputs.holdout
-        base = dataclasses.replace(inputs.settings, smooth_quant=opts.smooth_quant)  # before the first candidate's
+        # the settings before the first candidate's were applied
+        base = dataclasses.replace(inputs.settings, smooth_quant=opts.smooth_quant, channel_shift=False)
         ptq, selection = choose_ptq(fp32_model, inputs.calib, base, opts.candidates, images, what, log)
-        record.update(ptq.settings.to_dict(), selection=selection, ignored_nodes=len(ptq.ignored))
+        record.update(ptq.settings.to_dict(), selection=selection, ignored_nodes=len(ptq.ignored),
+                      centred_activations=len(ptq.shifted))
         return ptq.model, _modelopt_made(record, selection["chosen"])
     if opts.method == "ptq":
         candidate = opts.candidates[0] if opts.scheme == "auto" else inputs.settings.scheme
         ptq = quantize_candidate(fp32_model, inputs.calib, inputs.settings, candidate)
-        record["ignored_nodes"] = len(ptq.ignored)
+        record.update(ignored_nodes=len(ptq.ignored), centred_activations=len(ptq.shifted))
         return ptq.model, _modelopt_made(record, candidate)
     config = qat_config or QatConfig(seed=opts.seed)
     result = qat(inputs.loaded.net, inputs.calib, inputs.train_folder, settings=inputs.settings, config=config,

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from coatnet_edge.calibration.channel_shift import SHIFT_TAG
 from coatnet_edge.manifest import atomic_path
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.runtime.base import run_batches
@@ -90,8 +91,9 @@ def with_float_nodes(model: Any, nodes: list[str] | set[str], fp32: Any | None =
                 from_fp32 = True
             else:
                 raise ValueError(f"{node.name}: input {i} is an INT8 constant; pass the FP32 graph to restore it")
-        if from_fp32:  # the FP32 weight was never smoothed: its activation must not be either
+        if from_fp32:  # the FP32 weight and bias were never smoothed nor shifted: the activation must not be either
             _bypass_smooth_quant(node, produced_by)
+            _bypass_channel_shift(node, produced_by)
             # the bias that fast bias correction shifted for the INT8 weight (MatMul: in the next Add)
             bias_adds = [n for n in graph.node if n.op_type == "Add" and node.output[0] in n.input]
             for owner in [node, *bias_adds]:
@@ -109,6 +111,15 @@ def _bypass_smooth_quant(node: Any, produced_by: dict[str, Any]) -> None:
         mul = produced_by.get(name)
         if mul is not None and mul.op_type == "Mul" and mul.name.endswith("nncf_smooth_quant"):
             node.input[i] = mul.input[0]
+
+
+def _bypass_channel_shift(node: Any, produced_by: dict[str, Any]) -> None:
+    """Read the activation from before its per-channel centring ``Sub`` (``channel_shift.py``): the FP32 bias
+    restored with the weight does not carry the shift's payback."""
+    for i, name in enumerate(node.input):
+        sub = produced_by.get(name)
+        if sub is not None and sub.op_type == "Sub" and sub.name.endswith(SHIFT_TAG):
+            node.input[i] = sub.input[0]
 
 
 def _restore_from(node: Any, index: int, originals: dict, weights: dict, graph: Any, present: set[str]) -> bool:

@@ -55,6 +55,7 @@ def artifact_origin(item: str | Path) -> str | None:
         return None
     method = "QAT" if quantization.get("method") == "qat" else "PTQ"
     smooth = " with SmoothQuant" if quantization.get("smooth_quant") else ""
+    smooth += " with per-channel centring" if quantization.get("channel_shift") else ""
     text = f"made by NNCF {method}, {quantization.get('scheme')} scheme{smooth}, {quantization.get('preset')} preset"
     if quantization.get("engine") == "modelopt-onnx":
         text = f"made by Model Optimizer's ONNX PTQ ({quantization.get('calibration_method')} calibration)"

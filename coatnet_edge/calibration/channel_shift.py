@@ -1,0 +1,161 @@
+"""Per-channel activation centering for symmetric INT8: shift the input of a 1x1 Conv / MatMul, pay it back in its bias.
+
+Why: TensorRT takes symmetric signed INT8 activations only, with one scale per tensor. An activation whose
+channels sit off zero (a LayerNorm or BatchNorm output with its learned offset, a GELU output that is
+never below -0.17) then spends part of its 255 levels on values that never occur; the OpenVINO path
+avoids that with asymmetric activations, which TensorRT refuses. Outlier Suppression+ (Wei et al. 2023)
+moves each channel instead: ``y = W x + b = W (x - z) + (b + W z)``, exact in float for a 1x1 convolution
+or a matrix product, so the graph stays a plain FP32 graph (one ``Sub`` per shifted tensor, which
+TensorRT fuses into the quantizer's pointwise kernel) and NNCF then quantizes the centred tensor.
+
+``z`` is the per-channel midpoint of the calibration range times ``strength``. The full midpoint makes
+the calibration range symmetric and wastes nothing on it, but it also removes the slack on the short
+side that images unlike the calibration set (blurred, noisy) use; half of it keeps some. The candidate
+is measured against the others on held-out clean and corrupted images, so it is kept only where it helps
+(docs/tensorrt_candidates.md).
+
+Only layers the scheme quantizes anyway are shifted (``only``): a shift in front of a float layer
+would cost a Sub for nothing, and a new op in front of a layer changes where NNCF places quantizers.
+3x3 and depthwise convolutions are never shifted: their zero padding would become ``-z`` at the border.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+SHIFT_TAG = "/channel_shift/Sub"  # node-name suffix of each inserted Sub; sensitivity.py looks for it
+DEFAULT_STRENGTH = 0.5
+
+
+@dataclass(frozen=True)
+class _Layer:
+    node: Any  # onnx.NodeProto
+    channel_axis: int  # of its input activation: 1 for NCHW Conv, -1 for MatMul
+    bias_owner: Any  # the node whose initializer input holds the bias (the Conv itself, or the Add after a MatMul)
+
+
+def shiftable_layers(model: Any) -> dict[str, list[_Layer]]:
+    """Activation tensor -> the layers reading it that a shift can be paid back in exactly.
+
+    1x1 Conv with group 1 (bias optional), or MatMul with a 2-D constant weight whose only consumer is an
+    Add of a constant bias vector (how the exporter writes ``nn.Linear``).
+    """
+    initializers = {t.name: t for t in model.graph.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_inputs = {i.name for i in model.graph.input}
+    found: dict[str, list[_Layer]] = {}
+    for node in model.graph.node:
+        weight = initializers.get(node.input[1]) if len(node.input) > 1 else None
+        if weight is None or node.input[0] in graph_inputs:
+            continue
+        if node.op_type == "Conv":
+            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            if group == 1 and list(weight.dims[2:]) == [1, 1]:
+                found.setdefault(node.input[0], []).append(_Layer(node, 1, node))
+        elif node.op_type == "MatMul" and len(weight.dims) == 2:
+            after = consumers.get(node.output[0], [])
+            bias_add = len(after) == 1 and after[0].op_type == "Add" and any(
+                (t := initializers.get(i)) is not None and list(t.dims) == [weight.dims[1]] for i in after[0].input)
+            if bias_add:
+                found.setdefault(node.input[0], []).append(_Layer(node, -1, after[0]))
+    return found
+
+
+def channel_ranges(model: Any, tensors: dict[str, int], images: np.ndarray, batch_size: int = 50
+                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-channel (min, max) of each tensor (name -> channel axis) over ``images``, run in ONNX Runtime."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    names = list(tensors)
+    probe.graph.output.extend(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    low: dict[str, np.ndarray] = {}
+    high: dict[str, np.ndarray] = {}
+    for start in range(0, len(images), batch_size):
+        for name, value in zip(names, session.run(None, {input_name: images[start:start + batch_size]}), strict=True):
+            flat = np.moveaxis(value, tensors[name], 0).reshape(value.shape[tensors[name]], -1)
+            low[name] = np.minimum(low.get(name, np.inf), flat.min(1))
+            high[name] = np.maximum(high.get(name, -np.inf), flat.max(1))
+    return {name: (low[name], high[name]) for name in names}
+
+
+def center_activations(model: Any, images: np.ndarray, only: set[str] | None = None,
+                       strength: float = DEFAULT_STRENGTH) -> tuple[Any, list[str]]:
+    """A copy of ``model`` whose shiftable layers (those named in ``only``, if given) read their input minus
+    ``strength`` x its per-channel calibration midpoint, with the bias paid back; and the shifted tensors."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    layers = {x: [layer for layer in found if only is None or layer.node.name in only]
+              for x, found in shiftable_layers(result).items()}
+    layers = {x: found for x, found in layers.items() if found}
+    if not layers:
+        return result, []
+    ranges = channel_ranges(result, {x: found[0].channel_axis for x, found in layers.items()}, images)
+    initializers = {t.name: t for t in result.graph.initializer}
+    subs: dict[str, Any] = {}
+    for x, found in layers.items():
+        low, high = ranges[x]
+        shift = (strength * (low + high) / 2).astype(np.float32)
+        conv = found[0].channel_axis == 1
+        shift_name, centred = f"{x}.channel_shift", f"{x}.centred"
+        result.graph.initializer.append(numpy_helper.from_array(shift.reshape(1, -1, 1, 1) if conv else shift,
+                                                                shift_name))
+        subs[x] = helper.make_node("Sub", [x, shift_name], [centred], name=f"{x}{SHIFT_TAG}")
+        for layer in found:
+            layer.node.input[0] = centred
+            weight = numpy_helper.to_array(initializers[layer.node.input[1]]).astype(np.float64)
+            payback = weight[:, :, 0, 0] @ shift if conv else shift @ weight
+            _add_to_bias(result, layer, payback.astype(np.float32), initializers)
+    _insert_after_producers(result, subs)
+    used = {name for node in result.graph.node for name in node.input}
+    live = [t for t in result.graph.initializer if t.name in used]  # the replaced biases: unused now
+    del result.graph.initializer[:]
+    result.graph.initializer.extend(live)
+    return result, list(layers)
+
+
+def _add_to_bias(model: Any, layer: _Layer, payback: np.ndarray, initializers: dict[str, Any]) -> None:
+    """New bias = old + payback, as a new initializer: the exporter shares equal constants between layers."""
+    from onnx import numpy_helper
+
+    owner = layer.bias_owner
+    if owner is layer.node:  # Conv: input 2, maybe absent
+        index = 2
+        old = numpy_helper.to_array(initializers[owner.input[2]]) if len(owner.input) > 2 and owner.input[2] else 0
+    else:  # the Add after the MatMul
+        index = next(i for i, name in enumerate(owner.input) if name in initializers)
+        old = numpy_helper.to_array(initializers[owner.input[index]])
+    name = f"{layer.node.name}.shifted_bias"
+    model.graph.initializer.append(numpy_helper.from_array((old + payback).astype(np.float32), name))
+    if index < len(owner.input):
+        owner.input[index] = name
+    else:
+        owner.input.append(name)
+
+
+def _insert_after_producers(model: Any, subs: dict[str, Any]) -> None:
+    """Keep the node list topologically sorted: each Sub right after the node that makes its input."""
+    nodes = list(model.graph.node)
+    del model.graph.node[:]
+    produced = {out for node in nodes for out in node.output}
+    model.graph.node.extend(sub for x, sub in subs.items() if x not in produced)
+    for node in nodes:
+        model.graph.node.append(node)
+        model.graph.node.extend(subs[out] for out in node.output if out in subs)

@@ -1,0 +1,80 @@
+"""Per-channel activation centring (``+shift``): exact in float, only where INT8 goes, undone on fall-back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from coatnet_edge.calibration.candidates import candidate_settings
+from coatnet_edge.calibration.channel_shift import SHIFT_TAG, center_activations, channel_ranges
+from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
+from coatnet_edge.calibration.sensitivity import onnx_logits, quantized_consumers, with_float_nodes
+from coatnet_edge.data.sampling import build_calibration_set
+from coatnet_edge.export.onnx import export_onnx
+from coatnet_edge.export.qdq_rules import check_qdq
+from coatnet_edge.models.checkpoint import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def student(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    model, info = load_checkpoint("builtin:student")
+    path = export_onnx(model, tmp_path_factory.mktemp("shift") / "fp32.onnx", image_size=info.preprocess.image_size)
+    calib = build_calibration_set(tiny_dataset / "train", info.preprocess, size=36, seed=0)
+    images = build_calibration_set(tiny_dataset / "val", info.preprocess, size=32, seed=1).images
+    fp32 = onnx.load(str(path))
+    return {"fp32": fp32, "calib": calib, "images": images, "reference": onnx_logits(fp32, images)}
+
+
+def _readers(model: onnx.ModelProto, tensor: str) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if tensor in n.input]
+
+
+def test_centred_graph_computes_the_fp32_function_and_each_centred_tensor_is_symmetric(student: dict) -> None:
+    centred, shifted = center_activations(student["fp32"], student["calib"].images, strength=1.0)
+    onnx.checker.check_model(centred)
+    subs = [n for n in centred.graph.node if n.name.endswith(SHIFT_TAG)]
+    assert shifted and len(subs) == len(shifted)
+    np.testing.assert_allclose(onnx_logits(centred, student["images"]), student["reference"], atol=2e-4)
+    weights = {t.name: t for t in centred.graph.initializer}
+    for sub in subs:
+        for reader in _readers(centred, sub.output[0]):  # only layers whose bias can pay the shift back
+            dims = list(weights[reader.input[1]].dims)
+            assert (reader.op_type == "MatMul" and len(dims) == 2) or (reader.op_type == "Conv" and dims[2:] == [1, 1]
+                                                                       and dims[1] > 1), reader.name
+    axes = {sub.output[0]: 1 if len(weights[sub.input[1]].dims) == 4 else -1 for sub in subs}
+    for low, high in channel_ranges(centred, axes, student["calib"].images).values():
+        # on the images the midpoints came from, every centred channel spans [-m, m]
+        np.testing.assert_allclose(low + high, 0, atol=1e-4 * max(1.0, float(np.abs(high).max())))
+
+
+def test_only_the_named_layers_are_shifted(student: dict) -> None:
+    target = "/stages/stages.1/stages.1.0/conv_project/Conv"
+    centred, shifted = center_activations(student["fp32"], student["calib"].images, only={target})
+    subs = [n for n in centred.graph.node if n.name.endswith(SHIFT_TAG)]
+    assert len(shifted) == len(subs) == 1
+    assert [n.name for n in _readers(centred, subs[0].output[0])] == [target]
+
+
+def test_shift_candidate_quantizes_the_centred_inputs_where_the_scheme_put_int8(student: dict) -> None:
+    plain = quantize_onnx(student["fp32"], student["calib"], candidate_settings(PtqSettings(), "transformer"))
+    result = quantize_onnx(student["fp32"], student["calib"], candidate_settings(PtqSettings(), "transformer+shift"))
+    assert result.shifted and not plain.shifted
+    assert set(float_weighted_layers(result.model)) == set(float_weighted_layers(plain.model))
+    assert not check_qdq(result.model).errors  # still a graph TensorRT builds
+    produced_by = {out: n for n in result.model.graph.node for out in n.output}
+    for sub in (n for n in result.model.graph.node if n.name.endswith(SHIFT_TAG)):
+        # what the layer reads is the centred tensor, quantized: Sub -> QuantizeLinear -> DequantizeLinear
+        assert {n.op_type for n in _readers(result.model, sub.output[0])} == {"QuantizeLinear"}, sub.name
+    assert all(produced_by[n.input[0]].op_type == "DequantizeLinear"
+               for n in result.model.graph.node if n.name in {"/stages/stages.1/stages.1.0/conv_project/Conv"})
+
+
+def test_layers_returned_to_float_read_the_uncentred_activation(student: dict) -> None:
+    """A layer given back its FP32 weight and bias must read the activation from before the centring Sub (its FP32
+    bias does not carry the payback): every layer in float is the FP32 graph again."""
+    shifted = quantize_onnx(student["fp32"], student["calib"], candidate_settings(PtqSettings(), "transformer+shift"))
+    floated = with_float_nodes(shifted.model, quantized_consumers(shifted.model), student["fp32"])
+    np.testing.assert_allclose(onnx_logits(floated, student["images"]), student["reference"], atol=1e-4)
