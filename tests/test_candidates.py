@@ -30,11 +30,12 @@ def test_auto_keeps_the_candidate_most_faithful_on_held_out_images(tiny_dataset:
     manifest = _quantize(tiny_dataset, tmp_path / "auto", "--calib-size", "64")
     record = manifest["quantization"]
     board = record["selection"]["scoreboard"]
-    assert [row["scheme"] for row in board] == ["hybrid", "transformer", "transformer+smoothquant"]
+    assert [row["scheme"] for row in board] == ["hybrid", "transformer", "transformer+smoothquant", "transformer+shift"]
     chosen = [row for row in board if row["chosen"]]
     assert len(chosen) == 1 and record["selection"]["chosen"] == chosen[0]["scheme"]
     scheme, _, extra = chosen[0]["scheme"].partition("+")
-    assert (record["scheme"], record["smooth_quant"]) == (scheme, extra == "smoothquant")
+    assert (record["scheme"], record["smooth_quant"], record["channel_shift"]) == (
+        scheme, extra == "smoothquant", extra == "shift")
     assert (chosen[0]["top1_agreement"], chosen[0]["cosine"]) == max((r["top1_agreement"], r["cosine"]) for r in board)
     assert "352 images held apart from calibration (176 images of" in record["selection"]["method"]
     assert "the same images corrupted" in record["selection"]["method"]
@@ -57,7 +58,7 @@ def test_auto_keeps_the_candidate_most_faithful_on_held_out_images(tiny_dataset:
 
     note = artifact_origin(tmp_path / "auto" / "builtin_student.int8.onnx")
     scores = ", ".join(f"{r['scheme']} {100 * r['top1_agreement']:.1f} %" for r in board)
-    smooth = " with SmoothQuant" if extra else ""
+    smooth = {"smoothquant": " with SmoothQuant", "shift": " with per-channel centring"}.get(extra, "")
     assert note == (f"made by NNCF PTQ, {scheme} scheme{smooth}, tensorrt preset (kept of {scores} agreement "
                     "on held-out images)")
 
