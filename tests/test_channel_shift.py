@@ -25,7 +25,8 @@ def student(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     calib = build_calibration_set(tiny_dataset / "train", info.preprocess, size=36, seed=0)
     images = build_calibration_set(tiny_dataset / "val", info.preprocess, size=32, seed=1).images
     fp32 = onnx.load(str(path))
-    return {"fp32": fp32, "calib": calib, "images": images, "reference": onnx_logits(fp32, images)}
+    return {"fp32": fp32, "calib": calib, "images": images, "reference": onnx_logits(fp32, images),
+            "shifted": quantize_onnx(fp32, calib, candidate_settings(PtqSettings(), "transformer+shift"))}
 
 
 def _readers(model: onnx.ModelProto, tensor: str) -> list[onnx.NodeProto]:
@@ -60,7 +61,7 @@ def test_only_the_named_layers_are_shifted(student: dict) -> None:
 
 def test_shift_candidate_quantizes_the_centred_inputs_where_the_scheme_put_int8(student: dict) -> None:
     plain = quantize_onnx(student["fp32"], student["calib"], candidate_settings(PtqSettings(), "transformer"))
-    result = quantize_onnx(student["fp32"], student["calib"], candidate_settings(PtqSettings(), "transformer+shift"))
+    result = student["shifted"]
     assert result.shifted and not plain.shifted
     assert set(float_weighted_layers(result.model)) == set(float_weighted_layers(plain.model))
     assert not check_qdq(result.model).errors  # still a graph TensorRT builds
@@ -75,6 +76,6 @@ def test_shift_candidate_quantizes_the_centred_inputs_where_the_scheme_put_int8(
 def test_layers_returned_to_float_read_the_uncentred_activation(student: dict) -> None:
     """A layer given back its FP32 weight and bias must read the activation from before the centring Sub (its FP32
     bias does not carry the payback): every layer in float is the FP32 graph again."""
-    shifted = quantize_onnx(student["fp32"], student["calib"], candidate_settings(PtqSettings(), "transformer+shift"))
+    shifted = student["shifted"]
     floated = with_float_nodes(shifted.model, quantized_consumers(shifted.model), student["fp32"])
     np.testing.assert_allclose(onnx_logits(floated, student["images"]), student["reference"], atol=1e-4)
