@@ -92,8 +92,7 @@ def with_float_nodes(model: Any, nodes: list[str] | set[str], fp32: Any | None =
             else:
                 raise ValueError(f"{node.name}: input {i} is an INT8 constant; pass the FP32 graph to restore it")
         if from_fp32:  # the FP32 weight and bias were never smoothed nor shifted: the activation must not be either
-            _bypass_smooth_quant(node, produced_by)
-            _bypass_channel_shift(node, produced_by)
+            _read_before_rewrites(node, produced_by)
             # the bias that fast bias correction shifted for the INT8 weight (MatMul: in the next Add)
             bias_adds = [n for n in graph.node if n.op_type == "Add" and node.output[0] in n.input]
             for owner in [node, *bias_adds]:
@@ -104,22 +103,19 @@ def with_float_nodes(model: Any, nodes: list[str] | set[str], fp32: Any | None =
     return result
 
 
-def _bypass_smooth_quant(node: Any, produced_by: dict[str, Any]) -> None:
-    """Read the activation from before NNCF's SmoothQuant Mul (``.../nncf_smooth_quant``), which divides it by the
-    per-channel factor the INT8 weight was multiplied by; other consumers of that Mul keep it."""
-    for i, name in enumerate(node.input):
-        mul = produced_by.get(name)
-        if mul is not None and mul.op_type == "Mul" and mul.name.endswith("nncf_smooth_quant"):
-            node.input[i] = mul.input[0]
+# Ops inserted in front of a quantized layer that its FP32 weight and bias do not expect, outermost first: NNCF's
+# SmoothQuant Mul (the activation divided by the factor the INT8 weight was multiplied by), then the per-channel
+# centring Sub of ``channel_shift.py`` (whose payback lives only in the shifted bias).
+_REWRITES_BEFORE_LAYER = (("Mul", "nncf_smooth_quant"), ("Sub", SHIFT_TAG))
 
 
-def _bypass_channel_shift(node: Any, produced_by: dict[str, Any]) -> None:
-    """Read the activation from before its per-channel centring ``Sub`` (``channel_shift.py``): the FP32 bias
-    restored with the weight does not carry the shift's payback."""
-    for i, name in enumerate(node.input):
-        sub = produced_by.get(name)
-        if sub is not None and sub.op_type == "Sub" and sub.name.endswith(SHIFT_TAG):
-            node.input[i] = sub.input[0]
+def _read_before_rewrites(node: Any, produced_by: dict[str, Any]) -> None:
+    """Wire ``node`` to the activation from before those ops; their other consumers keep them."""
+    for op_type, suffix in _REWRITES_BEFORE_LAYER:
+        for i, name in enumerate(node.input):
+            op = produced_by.get(name)
+            if op is not None and op.op_type == op_type and op.name.endswith(suffix):
+                node.input[i] = op.input[0]
 
 
 def _restore_from(node: Any, index: int, originals: dict, weights: dict, graph: Any, present: set[str]) -> bool:
