@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from coatnet_edge.runtime.onnxruntime import InMemorySession
+
 SHIFT_TAG = "/channel_shift/Sub"  # node-name suffix of each inserted Sub; sensitivity.py looks for it
 DEFAULT_STRENGTH = 0.5
 
@@ -71,7 +73,6 @@ def channel_ranges(model: Any, tensors: dict[str, int], images: np.ndarray, batc
                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-channel (min, max) of each tensor (name -> channel axis) over ``images``, run in ONNX Runtime."""
     import onnx
-    import onnxruntime as ort
     from onnx import helper
 
     probe = onnx.ModelProto()
@@ -79,10 +80,8 @@ def channel_ranges(model: Any, tensors: dict[str, int], images: np.ndarray, batc
     del probe.graph.output[:]
     names = list(tensors)
     probe.graph.output.extend(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
+    runner = InMemorySession(probe)
+    session, input_name = runner.session, runner.input_name
     low: dict[str, np.ndarray] = {}
     high: dict[str, np.ndarray] = {}
     for start in range(0, len(images), batch_size):

@@ -31,6 +31,7 @@ from coatnet_edge.calibration.target_inputs import RULE, TargetInt8, inputs_or_r
 from coatnet_edge.export.gelu_fusion import fuse_gelu
 from coatnet_edge.measure.benchmark import time_runner
 from coatnet_edge.metrics import compare_logits
+from coatnet_edge.runtime.onnxruntime import InMemorySession
 
 OnnxRuntimeCandidate = Literal["qdq", "u8"]
 ONNXRUNTIME_CANDIDATES: tuple[str, ...] = ("qdq", "u8")
@@ -42,21 +43,6 @@ CANDIDATE_TEXT = {
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 TIMING = {"warmup": 5, "runs": 30}
 Log = Callable[[str], None]
-
-
-class _Session:
-    """An in-memory ONNX model in ONNX Runtime (CPU), with ``run`` as runners have it."""
-
-    def __init__(self, model: Any) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-
-    def run(self, images: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(images)})[0]
 
 
 @contextlib.contextmanager
@@ -122,7 +108,7 @@ def onnxruntime_int8_for(qdq_onnx: Path, record: dict[str, Any],
     for name in candidates:
         started = time.perf_counter()
         model = onnx.load(str(qdq_onnx)) if name == "qdq" else u8_graph(fp32_onnx, calib_images)
-        session = _Session(model)
+        session = InMemorySession(model)
         agreement = compare_logits(reference, np.concatenate(
             [session.run(holdout[i:i + 64]) for i in range(0, len(holdout), 64)]))
         row = {"candidate": name, "top1_agreement": round(agreement.top1_agreement, 4),

@@ -25,6 +25,7 @@ from coatnet_edge.calibration.channel_shift import SHIFT_TAG
 from coatnet_edge.manifest import atomic_path
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.runtime.base import run_batches
+from coatnet_edge.runtime.onnxruntime import InMemorySession
 
 Progress = Callable[[int, int, str], None]
 
@@ -147,24 +148,9 @@ def _prune_dead_nodes(graph: Any) -> None:
     graph.initializer.extend(live)
 
 
-class _OrtSession:
-    """An in-memory ONNX model in ONNX Runtime (CPU), with a runner's ``run(images) -> logits``."""
-
-    def __init__(self, model: Any):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-
-    def run(self, images: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: images})[0]
-
-
 def onnx_logits(model: Any, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
     """Run an in-memory ONNX model in ONNX Runtime (CPU) over ``images``."""
-    return run_batches(_OrtSession(model), images, batch_size)
+    return run_batches(InMemorySession(model), images, batch_size)
 
 
 def rank_layers(model: Any, fp32: Any, images: np.ndarray, reference: np.ndarray, *,

@@ -36,6 +36,24 @@ class OnnxRuntimeRunner:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(images, dtype=np.float32)})[0]
 
 
+class InMemorySession:
+    """An in-memory ONNX model (``onnx.ModelProto``) in ONNX Runtime on the CPU, quiet, with a runner's
+    ``run(images) -> first output``; ``session`` for graphs with more outputs. For graphs being built and
+    measured (quantization candidates, probes), never written to disk."""
+
+    def __init__(self, model: object) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(model.SerializeToString(), options,  # type: ignore[attr-defined]
+                                            providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(images)})[0]
+
+
 _DEVICE_PROVIDERS = {"CPU": ["CPUExecutionProvider"],
                      "CUDA": ["CUDAExecutionProvider", "CPUExecutionProvider"],
                      "TENSORRT": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
