@@ -220,7 +220,8 @@ runs = 3
     assert quant["method"] == "qat" and quant["engine"] == "nncf-torch" and quant["qat"]["epochs"] == 1
     assert [h["epoch"] for h in quant["history"]] == [0, 1] and Path(quant["checkpoint"]).is_file()
     rows = json.loads((tmp_path / "out" / "compare" / "compare.json").read_text())["accuracy"]
-    int8_rows = {r["backend"]: r for r in rows if r["precision"] == "int8"}
+    # the OpenVINO row is int8 or int8+bf16: its target keeps bf16 float parts where they measured faster here
+    int8_rows = {r["backend"]: r for r in rows if r["precision"] in ("int8", "int8+bf16")}
     assert set(int8_rows) == {"onnxruntime", "openvino"} and int8_rows["openvino"]["images"] == 240
     for row in int8_rows.values():
         assert row["vs_reference_top1_agreement"] >= QAT_AGREEMENT and row["vs_reference_cosine"] >= QAT_COSINE, row
