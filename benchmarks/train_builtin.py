@@ -23,9 +23,10 @@ import shutil
 import time
 from pathlib import Path
 
+from coatnet_edge.atomic import write_json_atomic
 from coatnet_edge.data.synth import FAMILIES, SynthConfig, load_dataset_info, write_dataset
 from coatnet_edge.environment import describe_environment
-from coatnet_edge.manifest import sha256_file, write_json_atomic
+from coatnet_edge.hashing import sha256_file
 from coatnet_edge.training.verbs import TrainConfig, distill, report_pair, train
 
 # The label is the main object's shape: crops below ~60% of the image can cut it out, so the

@@ -85,7 +85,3 @@ def read_manifest(artifact: str | Path) -> dict[str, Any] | None:
         raise CoatnetEdgeError(f"manifest is not valid JSON ({err.msg})", path=path,
                                fix="re-export the artifact to rewrite its manifest") from None
 
-
-# NOTE: transitional re-exports while the last modules move to atomic/hashing (removed at the end of issue 15)
-from coatnet_edge.atomic import atomic_path, ensure_output_dir  # noqa: E402, F401
-from coatnet_edge.hashing import sha256_text  # noqa: E402, F401

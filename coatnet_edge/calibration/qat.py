@@ -28,13 +28,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from coatnet_edge.atomic import atomic_path, ensure_output_dir
 from coatnet_edge.calibration.ptq import PtqSettings, nncf_preset_args, tensorrt_activation_args, to_signed_int8
 from coatnet_edge.data.augment import AugmentConfig
 from coatnet_edge.data.folders import ImageFolder
 from coatnet_edge.data.sampling import ImageSample
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
 from coatnet_edge.export.onnx import export_onnx
-from coatnet_edge.manifest import atomic_path, ensure_output_dir
 from coatnet_edge.metrics import Agreement, compare_logits
 from coatnet_edge.training.loop import EpochStats, Loop, run_epochs
 from coatnet_edge.training.losses import Objective

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from coatnet_edge.atomic import atomic_path
 from coatnet_edge.calibration.channel_shift import SHIFT_TAG
-from coatnet_edge.manifest import atomic_path
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.runtime.base import run_batches
 from coatnet_edge.runtime.onnxruntime import InMemorySession

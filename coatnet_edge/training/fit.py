@@ -17,11 +17,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from coatnet_edge.atomic import ensure_output_dir, write_json_atomic
 from coatnet_edge.data.augment import AugmentConfig
 from coatnet_edge.data.folders import ImageFolder
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.manifest import ensure_output_dir, write_json_atomic
 from coatnet_edge.models.checkpoint import save_checkpoint
 from coatnet_edge.models.coatnet import CoAtNet
 from coatnet_edge.training.config import FitResult, TrainConfig

@@ -14,10 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from coatnet_edge.atomic import atomic_path, write_json_atomic
 from coatnet_edge.data.folders import ImageFolder
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.manifest import atomic_path, sha256_file, write_json_atomic
+from coatnet_edge.hashing import sha256_file
 from coatnet_edge.models.checkpoint import load_state_dict, load_weights
 from coatnet_edge.models.coatnet import CoAtNet
 from coatnet_edge.training.config import TrainConfig
