@@ -60,8 +60,6 @@ def selection_inputs(qdq_onnx: Path, record: dict[str, Any]) -> tuple[Path, np.n
     return fp32_onnx, calib.images, holdout, what
 
 
-
-
 AGREEMENT_SLACK = 0.0025  # a candidate this close to the most faithful one (top-1 agreement) ...
 COSINE_SLACK = 5e-4  # ... and this close in logit cosine counts as equally faithful: the faster one is kept
 RULE = (f"the fastest (batch-1 p50) of the candidates within {AGREEMENT_SLACK:.2%} top-1 agreement and "
