@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from coatnet_edge.calibration.candidates import candidate_settings
-from coatnet_edge.calibration.channel_shift import SHIFT_TAG, center_activations, channel_ranges
+from coatnet_edge.calibration.channel_shift import PAYBACK_TAG, SHIFT_TAG, center_activations, channel_ranges
 from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
 from coatnet_edge.calibration.sensitivity import onnx_logits, quantized_consumers, with_float_nodes
 from coatnet_edge.data.sampling import build_calibration_set
@@ -40,11 +40,14 @@ def test_centred_graph_computes_the_fp32_function_and_each_centred_tensor_is_sym
     assert shifted and len(subs) == len(shifted)
     np.testing.assert_allclose(onnx_logits(centred, student["images"]), student["reference"], atol=2e-4)
     weights = {t.name: t for t in centred.graph.initializer}
+    paid_by_map = {n.input[0] for n in centred.graph.node if n.name.endswith(PAYBACK_TAG)}
     for sub in subs:
-        for reader in _readers(centred, sub.output[0]):  # only layers whose bias can pay the shift back
+        for reader in _readers(centred, sub.output[0]):  # only layers that can pay the shift back exactly
             dims = list(weights[reader.input[1]].dims)
+            depthwise = reader.op_type == "Conv" and dims[1] == 1 and dims[2:] != [1, 1]
             assert (reader.op_type == "MatMul" and len(dims) == 2) or (reader.op_type == "Conv" and dims[2:] == [1, 1]
-                                                                       and dims[1] > 1), reader.name
+                                                                       and dims[1] > 1) or depthwise, reader.name
+            assert (reader.output[0] in paid_by_map) == depthwise, reader.name  # a depthwise conv: by a map
     axes = {sub.output[0]: 1 if len(weights[sub.input[1]].dims) == 4 else -1 for sub in subs}
     for low, high in channel_ranges(centred, axes, student["calib"].images).values():
         # on the images the midpoints came from, every centred channel spans [-m, m]
@@ -79,3 +82,18 @@ def test_layers_returned_to_float_read_the_uncentred_activation(student: dict) -
     shifted = student["shifted"]
     floated = with_float_nodes(shifted.model, quantized_consumers(shifted.model), student["fp32"])
     np.testing.assert_allclose(onnx_logits(floated, student["images"]), student["reference"], atol=1e-4)
+
+
+def test_depthwise_payback_map_carries_the_zero_padding_border(student: dict) -> None:
+    """A depthwise 3x3 conv pads with zeros, so ``W z`` alone would be wrong at the border: the payback map
+    differs there from its interior, and with it the centred conv's output equals the FP32 conv's exactly."""
+    target = "/stages/stages.1/stages.1.0/conv_dw/Conv"
+    centred, shifted = center_activations(student["fp32"], student["calib"].images, only={target}, strength=1.0)
+    add = next(n for n in centred.graph.node if n.name == f"{target}{PAYBACK_TAG}")
+    payback = onnx.numpy_helper.to_array(next(t for t in centred.graph.initializer if t.name == add.input[1]))
+    interior = payback[:, :, 1:-1, 1:-1]
+    assert np.ptp(interior, axis=(2, 3)).max() < 1e-5  # W z inside ...
+    assert np.abs(payback[:, :, 0, :] - interior[:, :, :1, :1]).max() > 1e-3  # ... not on the border
+    np.testing.assert_allclose(onnx_logits(centred, student["images"]), student["reference"], atol=2e-4)
+    sub = next(n for n in centred.graph.node if n.name.endswith(SHIFT_TAG))
+    assert len(shifted) == 1 and [n.name for n in _readers(centred, sub.output[0])] == [target]

@@ -30,8 +30,8 @@ MIN_SCORE_IMAGES = 32  # fewer held-out images than this cannot tell candidates 
 
 def candidate_settings(settings: PtqSettings, candidate: str) -> PtqSettings:
     """``hybrid`` / ``cnn`` / ``transformer`` set the scheme; ``+smoothquant`` adds NNCF's SmoothQuant, ``+shift``
-    centres the inputs of 1x1 Conv / MatMul layers per channel first (``channel_shift.py``); ``modelopt``
-    (Model Optimizer's own placement) leaves ``settings`` as they are."""
+    centres the inputs of 1x1 Conv / MatMul / depthwise Conv layers per channel first (``channel_shift.py``);
+    ``modelopt`` (Model Optimizer's own placement) leaves ``settings`` as they are."""
     if candidate == MODELOPT:
         return settings
     scheme, _, extra = candidate.partition("+")

@@ -14,8 +14,8 @@ from coatnet_edge.errors import CoatnetEdgeError
 Method = Literal["ptq", "qat"]
 Preset = Literal["tensorrt", "openvino"]  # tensorrt: symmetric INT8 everywhere; openvino: asymmetric activations
 Scheme = Literal["auto", "hybrid", "cnn", "transformer"]  # auto: each of ``candidates`` measured, the best kept
-# an NNCF scheme [+ SmoothQuant | + per-channel centring of 1x1 Conv / MatMul inputs], or Model Optimizer's ONNX PTQ
-# (optional extra: pip install '.[modelopt]')
+# an NNCF scheme [+ SmoothQuant | + per-channel centring of 1x1 / depthwise Conv and MatMul inputs], or Model
+# Optimizer's ONNX PTQ (optional extra: pip install '.[modelopt]')
 Candidate = Literal["hybrid", "cnn", "transformer", "transformer+smoothquant", "transformer+shift", "modelopt"]
 # the order --max-drop returns layers to float in: most sensitive first, or most SQNR recovered per ms lost
 BudgetOrder = Literal["sensitivity", "per-ms"]

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coatnet_edge.calibration.channel_shift import SHIFT_TAG, center_activations
+from coatnet_edge.calibration.channel_shift import PAYBACK_TAG, SHIFT_TAG, center_activations
 from coatnet_edge.calibration.options import PRESETS, SCHEMES
 from coatnet_edge.calibration.sensitivity import quantized_consumers
 from coatnet_edge.data.sampling import ImageSample
@@ -38,7 +38,7 @@ class PtqSettings:
     preset: str = "tensorrt"  # tensorrt: symmetric INT8 everywhere; openvino: asymmetric activations
     scheme: str = "hybrid"
     smooth_quant: bool = False
-    channel_shift: bool = False  # centre 1x1 Conv / MatMul inputs per channel first (calibration/channel_shift.py)
+    channel_shift: bool = False  # centre 1x1 / depthwise Conv and MatMul inputs first (calibration/channel_shift.py)
     fast_bias_correction: bool = True
     ignored_patterns: tuple[str, ...] = ()  # regexes over ONNX node names, kept in float
     input_name: str = "images"
@@ -133,7 +133,7 @@ def quantize_onnx(fp32_model: Any | str | Path, calib: ImageSample,
         # where this scheme puts INT8 does not depend on the statistics: a few images and no bias correction find it
         placed = _nncf_quantize(model, calib.images[:8], settings, ignored, bias_correction=False)
         model, shifted = center_activations(model, calib.images, only=set(quantized_consumers(placed)))
-        ignored += [n.name for n in model.graph.node if n.name.endswith(SHIFT_TAG)]
+        ignored += [n.name for n in model.graph.node if n.name.endswith((SHIFT_TAG, PAYBACK_TAG))]
     quantized = _nncf_quantize(model, calib.images, settings, ignored, settings.fast_bias_correction)
     if settings.preset == "tensorrt":
         to_signed_int8(quantized)

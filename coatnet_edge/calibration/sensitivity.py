@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from coatnet_edge.atomic import atomic_path
-from coatnet_edge.calibration.channel_shift import SHIFT_TAG
+from coatnet_edge.calibration.channel_shift import PAYBACK_TAG, SHIFT_TAG
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.runtime.base import run_batches
 from coatnet_edge.runtime.onnxruntime import InMemorySession
@@ -94,6 +94,9 @@ def with_float_nodes(model: Any, nodes: list[str] | set[str], fp32: Any | None =
                 raise ValueError(f"{node.name}: input {i} is an INT8 constant; pass the FP32 graph to restore it")
         if from_fp32:  # the FP32 weight and bias were never smoothed nor shifted: the activation must not be either
             _read_before_rewrites(node, produced_by)
+            for payback in (n for n in graph.node if n.name.endswith(PAYBACK_TAG) and node.output[0] in n.input):
+                payback.op_type = "Identity"  # ... and its output gets no centring payback map
+                del payback.input[1:]
             # the bias that fast bias correction shifted for the INT8 weight (MatMul: in the next Add)
             bias_adds = [n for n in graph.node if n.op_type == "Add" and node.output[0] in n.input]
             for owner in [node, *bias_adds]:
@@ -134,14 +137,19 @@ def _restore_from(node: Any, index: int, originals: dict, weights: dict, graph: 
 
 
 def _prune_dead_nodes(graph: Any) -> None:
-    needed = {o.name for o in graph.output}
-    keep = []
-    for node in reversed(list(graph.node)):
-        if any(o in needed for o in node.output):
-            keep.append(node)
-            needed.update(node.input)
+    """Drop nodes no graph output depends on, found by walking back from the outputs (not by list order)."""
+    nodes = list(graph.node)
+    produced_by = {out: i for i, node in enumerate(nodes) for out in node.output}
+    live: set[int] = set()
+    pending = [o.name for o in graph.output]
+    while pending:
+        index = produced_by.get(pending.pop())
+        if index is not None and index not in live:
+            live.add(index)
+            pending.extend(nodes[index].input)
+    keep = [node for i, node in enumerate(nodes) if i in live]
     del graph.node[:]
-    graph.node.extend(reversed(keep))
+    graph.node.extend(keep)
     used = {i for n in graph.node for i in n.input}
     live = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]

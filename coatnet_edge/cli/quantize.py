@@ -35,7 +35,7 @@ QUANTIZE_HELP = {
               "CNN, attention stages keep LayerNorm/Softmax/residuals float; cnn: NNCF's defaults over the whole "
               "graph; transformer: NNCF's transformer model type throughout.",
     "candidates": "A candidate --scheme auto measures (repeatable; narrows the set): an NNCF scheme "
-                  "[+smoothquant | +shift: 1x1 Conv/MatMul inputs centred per channel, paid back in the bias], "
+                  "[+smoothquant | +shift: 1x1 Conv/MatMul/depthwise inputs centred per channel, paid back exactly], "
                   "or modelopt: NVIDIA Model Optimizer's ONNX PTQ, TensorRT's own Q/DQ placer "
                   "(optional: pip install '.[modelopt]').",
     "score_size": "Held-out images the candidates are scored on.",
