@@ -140,14 +140,14 @@ def _prune_dead_nodes(graph: Any) -> None:
     """Drop nodes no graph output depends on, found by walking back from the outputs (not by list order)."""
     nodes = list(graph.node)
     produced_by = {out: i for i, node in enumerate(nodes) for out in node.output}
-    live: set[int] = set()
+    reached: set[int] = set()
     pending = [o.name for o in graph.output]
     while pending:
         index = produced_by.get(pending.pop())
-        if index is not None and index not in live:
-            live.add(index)
+        if index is not None and index not in reached:
+            reached.add(index)
             pending.extend(nodes[index].input)
-    keep = [node for i, node in enumerate(nodes) if i in live]
+    keep = [node for i, node in enumerate(nodes) if i in reached]
     del graph.node[:]
     graph.node.extend(keep)
     used = {i for n in graph.node for i in n.input}
