@@ -12,6 +12,8 @@ A depthwise (grouped) 3x3 convolution reads a GELU output, the most lopsided act
 but pads with zeros: ``conv(pad(x)) = conv(pad(x - z)) + conv(pad(z))``, and the last term is a constant map
 that equals ``W z`` inside and differs where the kernel overlaps the border. It is computed once (one
 Conv in ONNX Runtime) and added after the layer (``Add``, tagged ``PAYBACK_TAG``), again exact in float.
+The map is stored whole (C x H x W floats), so the file grows with the input size; ONNX Runtime and
+OpenVINO run the Sub and the Add as kernels of their own (measured in docs/openvino_int8_profile.md).
 
 ``z`` is the per-channel midpoint of the calibration range times ``strength``. The full midpoint makes
 the calibration range symmetric and wastes nothing on it, but it also removes the slack on the short
