@@ -85,29 +85,32 @@ def shiftable_layers(model: Any) -> dict[str, list[_Layer]]:
 def channel_ranges(model: Any, tensors: dict[str, int], images: np.ndarray, batch_size: int = 50
                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-channel (min, max) of each tensor (name -> channel axis) over ``images``, run in ONNX Runtime."""
-    names = list(tensors)
-    session, input_name = _probe(model, names)
-    low: dict[str, np.ndarray] = {}
-    high: dict[str, np.ndarray] = {}
-    for start in range(0, len(images), batch_size):
-        for name, value in zip(names, session.run(None, {input_name: images[start:start + batch_size]}), strict=True):
-            flat = np.moveaxis(value, tensors[name], 0).reshape(value.shape[tensors[name]], -1)
-            low[name] = np.minimum(low.get(name, np.inf), flat.min(1))
-            high[name] = np.maximum(high.get(name, -np.inf), flat.max(1))
-    return {name: (low[name], high[name]) for name in names}
+    return _scan(model, tensors, images, batch_size)[0]
 
 
-def _probe(model: Any, tensors: list[str]) -> tuple[Any, str]:
-    """An ONNX Runtime session of ``model`` whose outputs are ``tensors``, and its input name."""
+def _scan(model: Any, tensors: dict[str, int], images: np.ndarray, batch_size: int = 50
+          ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, tuple[int, ...]]]:
+    """``channel_ranges``, and each tensor's shape for one image (what a payback map is computed over)."""
     import onnx
     from onnx import helper
 
+    names = list(tensors)
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     del probe.graph.output[:]
-    probe.graph.output.extend(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in tensors)
+    probe.graph.output.extend(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
     runner = InMemorySession(probe)
-    return runner.session, runner.input_name
+    low: dict[str, np.ndarray] = {}
+    high: dict[str, np.ndarray] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for start in range(0, len(images), batch_size):
+        batch = {runner.input_name: images[start:start + batch_size]}
+        for name, value in zip(names, runner.session.run(None, batch), strict=True):
+            flat = np.moveaxis(value, tensors[name], 0).reshape(value.shape[tensors[name]], -1)
+            low[name] = np.minimum(low.get(name, np.inf), flat.min(1))
+            high[name] = np.maximum(high.get(name, -np.inf), flat.max(1))
+            shapes[name] = tuple(value.shape[1:])
+    return {name: (low[name], high[name]) for name in names}, shapes
 
 
 def center_activations(model: Any, images: np.ndarray, only: set[str] | None = None,
@@ -125,10 +128,9 @@ def center_activations(model: Any, images: np.ndarray, only: set[str] | None = N
     layers = {x: found for x, found in layers.items() if found}
     if not layers:
         return result, []
-    ranges = channel_ranges(result, {x: found[0].channel_axis for x, found in layers.items()}, images)
-    shapes = _shapes(result, [x for x, found in layers.items() if any(layer.spatial for layer in found)], images[:1])
+    ranges, shapes = _scan(result, {x: found[0].channel_axis for x, found in layers.items()}, images)
     initializers = {t.name: t for t in result.graph.initializer}
-    subs: dict[str, Any] = {}
+    inserted: dict[str, Any] = {}  # tensor -> the node that reads it, placed right after the node that makes it
     for x, found in layers.items():
         low, high = ranges[x]
         shift = (strength * (low + high) / 2).astype(np.float32)
@@ -136,17 +138,17 @@ def center_activations(model: Any, images: np.ndarray, only: set[str] | None = N
         shift_name, centred = f"{x}.channel_shift", f"{x}.centred"
         result.graph.initializer.append(numpy_helper.from_array(shift.reshape(1, -1, 1, 1) if conv else shift,
                                                                 shift_name))
-        subs[x] = helper.make_node("Sub", [x, shift_name], [centred], name=f"{x}{SHIFT_TAG}")
+        inserted[x] = helper.make_node("Sub", [x, shift_name], [centred], name=f"{x}{SHIFT_TAG}")
         for layer in found:
             layer.node.input[0] = centred
             if layer.spatial:
-                add = _payback_map(result, layer, shift, shapes[x])
-                subs[add.input[0]] = add  # inserted right after the Conv, which now writes its first input
+                add = _payback_map(result, layer, shift, shapes[x], initializers)
+                inserted[add.input[0]] = add  # right after the Conv, which now writes its first input
                 continue
             weight = numpy_helper.to_array(initializers[layer.node.input[1]]).astype(np.float64)
             payback = weight[:, :, 0, 0] @ shift if conv else shift @ weight
             _add_to_bias(result, layer, payback.astype(np.float32), initializers)
-    _insert_after_producers(result, subs)
+    _insert_after_producers(result, inserted)
     used = {name for node in result.graph.node for name in node.input}
     live = [t for t in result.graph.initializer if t.name in used]  # the replaced biases: unused now
     del result.graph.initializer[:]
@@ -154,23 +156,15 @@ def center_activations(model: Any, images: np.ndarray, only: set[str] | None = N
     return result, list(layers)
 
 
-def _shapes(model: Any, tensors: list[str], image: np.ndarray) -> dict[str, tuple[int, ...]]:
-    """The (C, H, W) of each tensor for one image: what a payback map is computed over."""
-    if not tensors:
-        return {}
-    session, input_name = _probe(model, tensors)
-    return {name: tuple(value.shape[1:]) for name, value in zip(tensors, session.run(None, {input_name: image}),
-                                                                  strict=True)}
-
-
-def _payback_map(model: Any, layer: _Layer, shift: np.ndarray, shape: tuple[int, ...]) -> Any:
+def _payback_map(model: Any, layer: _Layer, shift: np.ndarray, shape: tuple[int, ...],
+                 initializers: dict[str, Any]) -> Any:
     """``conv(pad(z))`` without bias, for one image of ``shape`` (C, H, W): the Conv now writes ``<out>.uncompensated``;
     the returned Add adds the map back under the old output name."""
     import onnx
     from onnx import helper, numpy_helper
 
     node = layer.node
-    weight = next(t for t in model.graph.initializer if t.name == node.input[1])
+    weight = initializers[node.input[1]]
     one = helper.make_graph(
         [helper.make_node("Conv", ["z", "w"], ["p"], **{a.name: helper.get_attribute_value(a)
                                                         for a in node.attribute})],
@@ -208,12 +202,12 @@ def _add_to_bias(model: Any, layer: _Layer, payback: np.ndarray, initializers: d
         owner.input.append(name)
 
 
-def _insert_after_producers(model: Any, subs: dict[str, Any]) -> None:
-    """Keep the node list topologically sorted: each Sub right after the node that makes its input."""
+def _insert_after_producers(model: Any, inserted: dict[str, Any]) -> None:
+    """Keep the node list topologically sorted: each inserted node right after the node that makes its input."""
     nodes = list(model.graph.node)
     del model.graph.node[:]
     produced = {out for node in nodes for out in node.output}
-    model.graph.node.extend(sub for x, sub in subs.items() if x not in produced)
+    model.graph.node.extend(new for x, new in inserted.items() if x not in produced)
     for node in nodes:
         model.graph.node.append(node)
-        model.graph.node.extend(subs[out] for out in node.output if out in subs)
+        model.graph.node.extend(inserted[out] for out in node.output if out in inserted)

@@ -94,9 +94,7 @@ def with_float_nodes(model: Any, nodes: list[str] | set[str], fp32: Any | None =
                 raise ValueError(f"{node.name}: input {i} is an INT8 constant; pass the FP32 graph to restore it")
         if from_fp32:  # the FP32 weight and bias were never smoothed nor shifted: the activation must not be either
             _read_before_rewrites(node, produced_by)
-            for payback in (n for n in graph.node if n.name.endswith(PAYBACK_TAG) and node.output[0] in n.input):
-                payback.op_type = "Identity"  # ... and its output gets no centring payback map
-                del payback.input[1:]
+            _drop_payback_after(node, graph)
             # the bias that fast bias correction shifted for the INT8 weight (MatMul: in the next Add)
             bias_adds = [n for n in graph.node if n.op_type == "Add" and node.output[0] in n.input]
             for owner in [node, *bias_adds]:
@@ -120,6 +118,14 @@ def _read_before_rewrites(node: Any, produced_by: dict[str, Any]) -> None:
             op = produced_by.get(name)
             if op is not None and op.op_type == op_type and op.name.endswith(suffix):
                 node.input[i] = op.input[0]
+
+
+def _drop_payback_after(node: Any, graph: Any) -> None:
+    """A depthwise conv read the centred activation and had ``channel_shift.py``'s payback map added after it;
+    reading the uncentred one again, it must not get the map: the payback ``Add`` becomes an ``Identity``."""
+    for payback in (n for n in graph.node if n.name.endswith(PAYBACK_TAG) and node.output[0] in n.input):
+        payback.op_type = "Identity"
+        del payback.input[1:]
 
 
 def _restore_from(node: Any, index: int, originals: dict, weights: dict, graph: Any, present: set[str]) -> bool:
