@@ -47,13 +47,18 @@ def main() -> None:
     parser.add_argument("--family", choices=FAMILIES, default="shapes", help="built-in dataset family")
     parser.add_argument("--teacher-epochs", type=int, default=TEACHER["config"].epochs)
     parser.add_argument("--student-epochs", type=int, default=STUDENT["config"].epochs)
+    parser.add_argument("--data-seed", type=int, default=0,
+                        help="dataset seed: another seed gives another instance of the family (fresh models)")
+    parser.add_argument("--seed", type=int, default=0, help="initial weights and data order of both models")
     args = parser.parse_args()
     if args.install and args.family != "shapes":
         parser.error("--install ships the shapes pair only")
-    TEACHER["config"] = dataclasses.replace(TEACHER["config"], epochs=args.teacher_epochs)
-    STUDENT["config"] = dataclasses.replace(STUDENT["config"], epochs=args.student_epochs)
+    if args.install and (args.data_seed or args.seed):
+        parser.error("--install ships the seed-0 pair only")
+    TEACHER["config"] = dataclasses.replace(TEACHER["config"], epochs=args.teacher_epochs, seed=args.seed)
+    STUDENT["config"] = dataclasses.replace(STUDENT["config"], epochs=args.student_epochs, seed=args.seed)
 
-    data = write_dataset(args.out / "data", SynthConfig(seed=0, family=args.family), workers=2)
+    data = write_dataset(args.out / "data", SynthConfig(seed=args.data_seed, family=args.family), workers=2)
     info = load_dataset_info(data)
     data_hash = {"sha256": info["sha256"], "pixels_sha256": info["pixels_sha256"]}
     timings = {}
@@ -72,7 +77,7 @@ def main() -> None:
         manifest = {
             "role": role, "variant": variant, "params_m": float(params_m), "gmacs": float(gmacs),
             "val_top1": float(top1),
-            "dataset": {"name": "coatnet-edge-synth", "family": args.family, "seed": 0, **data_hash},
+            "dataset": {"name": "coatnet-edge-synth", "family": args.family, "seed": args.data_seed, **data_hash},
             "recipe": {"script": "benchmarks/train_builtin.py", **spec["config"].to_dict()},
             "sha256": sha256_file(ckpt), "train_seconds": timings.get(f"{role}_s"),
             "environment": describe_environment(),

@@ -1,31 +1,33 @@
-"""Candidates measured, the best kept: PTQ with each candidate scheme, scored against FP32 on images held
-apart from calibration, on the user's own model and images.
+"""The TensorRT target's candidates: NNCF's plain symmetric PTQ is the baseline, our schemes challenge it.
 
-Why: no fixed default is the most faithful everywhere. Measured on the built-in models (docs/int8_peers.md),
-``hybrid`` wins on some model/split pairs and ``transformer`` on others by up to 0.8 agreement points, and
-SmoothQuant helps the student's transformer graph (+0.3 points on corrupted images) but not the teacher's;
-on other people's models and images the order changes again. So the quantize verb quantizes with each
-candidate (seconds each on the built-in models) and keeps the one whose INT8 graph agrees best with FP32
-(top-1 agreement, then logit cosine) on held-out images, recording the whole scoreboard.
+Why: no fixed scheme is the most faithful everywhere (docs/tensorrt_candidates.md), and on models it was not
+tuned on a scheme of ours can lose to the plain path. So ``--scheme auto`` quantizes with each candidate and
+lets the one scoring engine (``selection.py``) keep the plain path unless a candidate is more faithful beyond
+its paired interval on held-out images; the whole scoreboard is recorded.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from typing import Any
-
-import numpy as np
 
 from coatnet_edge.calibration.modelopt_ptq import CANDIDATE as MODELOPT
 from coatnet_edge.calibration.modelopt_ptq import quantize_modelopt
 from coatnet_edge.calibration.ptq import PtqResult, PtqSettings, quantize_onnx
-from coatnet_edge.calibration.sensitivity import onnx_logits
+from coatnet_edge.calibration.selection import ScoreSet, select
 from coatnet_edge.data.sampling import ImageSample
-from coatnet_edge.metrics import compare_logits
+from coatnet_edge.runtime.onnxruntime import InMemorySession
 
-MIN_SCORE_IMAGES = 32  # fewer held-out images than this cannot tell candidates apart (one flip = 3 points)
+CANDIDATE_TEXT = {
+    "cnn": "plain NNCF PTQ on the ONNX graph (defaults: symmetric, every layer; per-tensor signed activations)",
+    "hybrid": "NNCF, conv stages INT8, attention-stage norms/softmax/adds in float",
+    "transformer": "NNCF model_type=TRANSFORMER",
+    "transformer+smoothquant": "NNCF model_type=TRANSFORMER with SmoothQuant",
+    "transformer+shift": "NNCF model_type=TRANSFORMER with per-channel centring of 1x1/depthwise Conv and "
+                         "MatMul inputs",
+    MODELOPT: "Model Optimizer's ONNX PTQ",
+}
 
 
 def candidate_settings(settings: PtqSettings, candidate: str) -> PtqSettings:
@@ -47,34 +49,12 @@ def quantize_candidate(fp32_model: Any, calib: ImageSample, settings: PtqSetting
 
 
 def choose_ptq(fp32_model: Any, calib: ImageSample, settings: PtqSettings, candidates: tuple[str, ...],
-               holdout: np.ndarray | None, holdout_what: str, log: Callable[[str], None] = print
-               ) -> tuple[PtqResult, dict[str, Any]]:
-    """PTQ with each candidate scheme (``settings`` otherwise); the most faithful on ``holdout``, and the record.
-
-    Without enough held-out images the first candidate is kept, and the record says why.
-    """
-    if holdout is None or len(holdout) < MIN_SCORE_IMAGES:
-        chosen = quantize_candidate(fp32_model, calib, settings, candidates[0])
-        reason = (f"not measured: {0 if holdout is None else len(holdout)} held-out images ({holdout_what}), fewer "
-                  f"than {MIN_SCORE_IMAGES}; kept the first candidate")
-        log(f"candidates: {reason} ({candidates[0]})")
-        return chosen, {"chosen": candidates[0], "method": reason, "scoreboard": []}
-    reference = onnx_logits(fp32_model, holdout)
-    scored: list[tuple[tuple[float, float], PtqResult, dict[str, Any]]] = []
-    for scheme in candidates:
-        started = time.perf_counter()
-        result = quantize_candidate(fp32_model, calib, settings, scheme)
-        agreement = compare_logits(reference, onnx_logits(result.model, holdout))
-        row = {"scheme": scheme, "top1_agreement": round(agreement.top1_agreement, 4),
-               "cosine": round(agreement.cosine, 6), "sqnr_db": round(agreement.sqnr_db, 2),
-               "seconds": round(time.perf_counter() - started, 1)}
-        log(f"candidate {scheme}: top-1 agreement {row['top1_agreement']:.4f}, cosine {row['cosine']:.5f} "
-            f"on {len(holdout)} held-out images ({row['seconds']} s)")
-        scored.append(((agreement.top1_agreement, agreement.cosine), result, row))
-    _, best, best_row = max(scored, key=lambda item: item[0])
-    for _, _, row in scored:
-        row["chosen"] = row is best_row
-    method = (f"PTQ with each candidate scheme, scored in ONNX Runtime against the FP32 graph on {len(holdout)} "
-              f"images held apart from calibration ({holdout_what}): highest top-1 agreement, then logit cosine")
-    log(f"candidates: kept {best_row['scheme']}")
-    return best, {"chosen": best_row["scheme"], "method": method, "scoreboard": [row for _, _, row in scored]}
+               score_set: ScoreSet | None, log: Callable[[str], None] = print) -> tuple[PtqResult, dict[str, Any]]:
+    """PTQ with each candidate (``settings`` otherwise; the first candidate is the baseline), scored in ONNX
+    Runtime against FP32 on ``score_set``; the kept graph and the record. Without a score set the baseline is
+    kept, and the record says why. Not timed: ONNX Runtime on a CPU says nothing of TensorRT's speed."""
+    chosen = select("tensorrt", candidates, lambda name: quantize_candidate(fp32_model, calib, settings, name),
+                    lambda result: InMemorySession(result.model), score_set, timed=False, log=log)
+    for row in chosen.record["scoreboard"]:
+        row["scheme"] = row["candidate"]
+    return chosen.built, chosen.record

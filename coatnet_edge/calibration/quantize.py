@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 
 from coatnet_edge.atomic import atomic_path, ensure_output_dir
-from coatnet_edge.calibration.candidates import MIN_SCORE_IMAGES, candidate_settings, choose_ptq, quantize_candidate
+from coatnet_edge.calibration.candidates import candidate_settings, choose_ptq, quantize_candidate
 from coatnet_edge.calibration.layer_cost import METHOD as COST_METHOD
 from coatnet_edge.calibration.layer_cost import measure_costs, p50_batch1, per_ms_order
 from coatnet_edge.calibration.modelopt_ptq import CANDIDATE as MODELOPT
@@ -27,6 +27,7 @@ from coatnet_edge.calibration.modelopt_ptq import modelopt_record, require_model
 from coatnet_edge.calibration.options import QuantizeOptions
 from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers
 from coatnet_edge.calibration.qat import QatConfig, qat
+from coatnet_edge.calibration.selection import MIN_SCORE_IMAGES, ScoreSet, score_images
 from coatnet_edge.calibration.sensitivity import (
     fit_budget,
     onnx_logits,
@@ -34,9 +35,8 @@ from coatnet_edge.calibration.sensitivity import (
     rank_layers,
     write_sensitivity_csv,
 )
-from coatnet_edge.data.corrupt import corrupted_batch
 from coatnet_edge.data.folders import ImageFolder, scan_folder
-from coatnet_edge.data.sampling import ImageSample, build_calibration_set
+from coatnet_edge.data.sampling import ImageSample, split_calibration_folder
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.export.onnx import TENSORRT_GRAPH_ROLE, export_fp32_onnx
 from coatnet_edge.export.parity import artifact_parity
@@ -69,7 +69,7 @@ class _Inputs:
     calib: ImageSample
     evalset: ImageSample | None
     train_folder: ImageFolder | None
-    holdout: tuple[np.ndarray | None, str] | None = None  # scheme="auto": the images candidates are scored on
+    held_out: ImageSample | None  # the calibration folder beyond the sample: candidates' score set, budget images
 
 
 def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, options: QuantizeOptions | None = None,
@@ -87,11 +87,9 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, optio
     folder; ``source_options`` override what the source says (input size, EMA, preprocessing).
     """
     opts = QuantizeOptions.from_kwargs(**{**(options.to_dict() if options else {}), **option_overrides})
-    if opts.max_drop is not None and eval_dir is None:
-        raise CoatnetEdgeError("--max-drop needs evaluation images to measure the drop on",
-                               fix="add --eval-dir DIR (labeled: top-1 drop; unlabeled: agreement with FP32)")
     inputs = _check_inputs(model, calib_dir, eval_dir, train_dir, opts,
                            (source_options or SourceOptions()).merged(weights=weights, num_classes=num_classes))
+    budget_images = _budget_images(inputs, opts)
     log(f"model: {source_summary(inputs.loaded)}")
     out = ensure_output_dir(out)  # only once the inputs are known good
     fp32_path, fp32_record = export_fp32_onnx(inputs.loaded, out, log=lambda line: None)
@@ -100,9 +98,9 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, optio
     qmodel, record = _quantize_graph(inputs, fp32_model, opts, qat_config, out, log)
     seconds = time.perf_counter() - started
     budget_record, ranking_files = None, {}
-    if opts.max_drop is not None or opts.sensitivity:
+    if budget_images is not None:
         qmodel, budget_record, ranking_files = _sensitivity_and_budget(
-            qmodel, fp32_model, inputs.evalset or inputs.calib, out / inputs.loaded.stem, max_drop=opts.max_drop,
+            qmodel, fp32_model, budget_images, out / inputs.loaded.stem, max_drop=opts.max_drop,
             max_float=opts.max_float_layers, log=log, rank_always=opts.sensitivity, order=opts.budget_order)
     int8_path = out / f"{inputs.loaded.stem}.int8.onnx"
     with atomic_path(int8_path) as tmp:
@@ -129,34 +127,29 @@ def _check_inputs(model: str | Path, calib_dir: str | Path, eval_dir: str | Path
     if eval_dir is not None:
         evalset = load_eval_data(eval_dir, loaded.preprocess, loaded.class_names, limit=opts.eval_size,
                                  seed=opts.seed + 1)
-    calib = build_calibration_set(calib_dir, loaded.preprocess, size=opts.calib_size, seed=opts.seed)
+    scores_candidates = opts.method == "ptq" and opts.scheme == "auto" and len(opts.candidates) > 1
+    budget_on_held_out = (opts.max_drop is not None or opts.sensitivity) and evalset is None
+    calib, held_out = split_calibration_folder(calib_dir, loaded.preprocess, calib_size=opts.calib_size,
+                                               score_size=opts.score_size if scores_candidates or budget_on_held_out
+                                               else 0, seed=opts.seed,
+                                               min_score_images=MIN_SCORE_IMAGES)
     train_folder = scan_folder(train_dir or calib_dir, verify=False) if opts.method == "qat" else None
-    inputs = _Inputs(loaded, settings, calib, evalset, train_folder)
-    if opts.method == "ptq" and opts.scheme == "auto" and len(opts.candidates) > 1:
-        inputs.holdout = held_out_images(calib_dir, calib, evalset, opts)
-    return inputs
+    return _Inputs(loaded, settings, calib, evalset, train_folder, held_out)
 
 
-def held_out_images(calib_dir: str | Path, calib: ImageSample, evalset: ImageSample | None,
-                    opts: QuantizeOptions) -> tuple[np.ndarray | None, str]:
-    """Images to score the candidates on: the calibration folder beyond the calibration sample, else the
-    evaluation images (``--eval-dir``), else none."""
-    try:
-        spare = build_calibration_set(calib_dir, calib.preprocess, size=opts.score_size, seed=opts.seed,
-                                      min_images=MIN_SCORE_IMAGES, warn_short=False, purpose="held-out scoring",
-                                      exclude=frozenset(calib.paths))
-        return _with_corrupted(spare), (f"{len(spare)} images of {calib_dir} beyond the calibration sample, and the "
-                                        "same images corrupted (blur, noise, contrast, JPEG cycled, severity 3)")
-    except CoatnetEdgeError:
-        if evalset is not None:
-            return _with_corrupted(evalset), f"{len(evalset)} images of --eval-dir {evalset.root}, clean and corrupted"
-        return None, f"{calib_dir} holds no images beyond the calibration sample, and no --eval-dir"
-
-
-def _with_corrupted(sample: ImageSample) -> np.ndarray:
-    """The sample's images and a corrupted copy of them: flips happen near decision boundaries, and corrupted
-    images have more of them."""
-    return np.concatenate([sample.images, corrupted_batch(sample.paths, sample.preprocess)])
+def _budget_images(inputs: _Inputs, opts: QuantizeOptions) -> ImageSample | None:
+    """The images the sensitivity ranking and the accuracy budget are fitted on: ``--eval-dir`` when given, else
+    the calibration folder's images beyond the calibration sample (never the images a report is made on)."""
+    if opts.max_drop is None and not opts.sensitivity:
+        return None
+    if inputs.evalset is not None:
+        return inputs.evalset
+    if inputs.held_out is None:
+        raise CoatnetEdgeError(f"--max-drop / --sensitivity need images beyond the {len(inputs.calib)} calibration "
+                               f"images to measure on, and {inputs.calib.root} has fewer than {MIN_SCORE_IMAGES} more",
+                               fix="add --eval-dir DIR (labeled: top-1 drop; unlabeled: agreement with FP32), or "
+                                   "lower --calib-size")
+    return inputs.held_out.head(opts.eval_size)
 
 
 def _quantize_graph(inputs: _Inputs, fp32_model: Any, opts: QuantizeOptions, qat_config: Any, out: Path,
@@ -164,11 +157,11 @@ def _quantize_graph(inputs: _Inputs, fp32_model: Any, opts: QuantizeOptions, qat
     """PTQ on the FP32 ONNX graph (NNCF's ONNX backend), or QAT on the torch model; the Q/DQ model + record."""
     record: dict[str, Any] = {"method": opts.method, "engine": "nncf-onnx" if opts.method == "ptq" else "nncf-torch",
                               **inputs.settings.to_dict()}
-    if opts.method == "ptq" and inputs.holdout is not None:
-        images, what = inputs.holdout
+    if opts.method == "ptq" and opts.scheme == "auto" and len(opts.candidates) > 1:
         # the settings before the first candidate's were applied
         base = dataclasses.replace(inputs.settings, smooth_quant=opts.smooth_quant, channel_shift=False)
-        ptq, selection = choose_ptq(fp32_model, inputs.calib, base, opts.candidates, images, what, log)
+        ptq, selection = choose_ptq(fp32_model, inputs.calib, base, opts.candidates,
+                                    _score_set(inputs.held_out, fp32_model), log)
         record.update(ptq.settings.to_dict(), selection=selection, ignored_nodes=len(ptq.ignored),
                       centred_activations=len(ptq.shifted))
         return ptq.model, _modelopt_made(record, selection["chosen"])
@@ -183,6 +176,14 @@ def _quantize_graph(inputs: _Inputs, fp32_model: Any, opts: QuantizeOptions, qat
     record.update(ignored_nodes=len(result.ignored), qat=config.to_dict(), history=result.history,
                   checkpoint=str(result.checkpoint) if result.checkpoint else None)
     return result.model, record
+
+
+def _score_set(held_out: ImageSample | None, fp32_model: Any) -> ScoreSet | None:
+    """The held-out images and their corrupted copy, with the FP32 graph's logits on them."""
+    if held_out is None:
+        return None
+    images, what, record = score_images(held_out)
+    return ScoreSet(images, onnx_logits(fp32_model, images), what, record)
 
 
 def _modelopt_made(record: dict[str, Any], chosen: str) -> dict[str, Any]:
@@ -201,6 +202,9 @@ def _manifest(inputs: _Inputs, record: dict[str, Any], fp32_path: Path, fp32_rec
         "preprocess": loaded.preprocess.to_dict(), "class_names": loaded.class_names,
         "input_shape": fp32_record["input_shape"], "opset": fp32_record["opset"],
         "calibration": {**calib.describe(), "seconds": round(seconds, 2), "score_size": score_size},
+        "held_out": None if inputs.held_out is None else {
+            "root": str(inputs.held_out.root), "size": len(inputs.held_out), "sha256": inputs.held_out.sha256,
+            "used_for": "candidate scores (with a corrupted copy); the accuracy budget when no --eval-dir"},
         # what the OpenVINO target re-quantizes from when it measures NNCF on the OpenVINO model
         "fp32_onnx": {"path": fp32_path.name, "sha256": sha256_file(fp32_path)},
         "float_layers": float_weighted_layers(qmodel),
@@ -221,7 +225,8 @@ def _sensitivity_and_budget(qmodel: Any, fp32_model: Any, data: ImageSample, ste
         if budget.met:
             log(f"accuracy budget {max_drop} points ({budget.metric}, {len(data)} images from {data.root}): "
                 f"{budget.before:.2f}, met with every layer in INT8 (no per-layer ranking needed)")
-            return qmodel, {"max_drop": max_drop, "metric": budget.metric, "images": len(data), "met": True,
+            return qmodel, {"max_drop": max_drop, "metric": budget.metric, "images": len(data),
+                            **_images_record(data), "met": True,
                             "before": budget.before, "after": budget.after, "float_nodes": [], "steps": []}, {}
     with progress_bar("INT8 sensitivity per layer") as bar:
         ranking = rank_layers(qmodel, fp32_model, data.images, reference, progress=bar)
@@ -243,7 +248,8 @@ def _sensitivity_and_budget(qmodel: Any, fp32_model: Any, data: ImageSample, ste
         f"{verdict}")
     for node in budget.float_nodes:
         log(f"  float: {node}")
-    record = {"max_drop": max_drop, "metric": budget.metric, "images": len(data), "met": budget.met,
+    record = {"max_drop": max_drop, "metric": budget.metric, "images": len(data), **_images_record(data),
+              "met": budget.met,
               "before": budget.before, "after": budget.after, "float_nodes": budget.float_nodes,
               "steps": budget.steps, "order": order_record or {"by": "sensitivity"}}
     if order_record is not None:
@@ -266,3 +272,9 @@ def _per_ms_ranking(qmodel: Any, fp32_model: Any, ranking: list, images: np.ndar
     log(f"budget order per ms: {len(pool)} candidate layers timed in float ({COST_METHOD}); INT8 p50 {base:.3f} ms")
     return ordered + rest, {"by": "per-ms", "method": COST_METHOD, "int8_ms": round(base, 4),
                             "costs": [dataclasses.asdict(by_node[row.node]) for row in ordered]}
+
+
+def _images_record(data: ImageSample) -> dict[str, Any]:
+    """Which images a step measured on: enough to prove they are not the ones a report is made on."""
+    return {"images_root": str(data.root), "images_sha256": data.sha256,
+            "image_paths": [path.relative_to(data.root).as_posix() for path in data.paths]}

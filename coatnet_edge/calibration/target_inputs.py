@@ -1,8 +1,8 @@
 """What a per-target INT8 selection starts from, and what it hands the export adapter.
 
-The OpenVINO and ONNX Runtime targets re-quantize from the FP32 ONNX and the calibration images
-``quantize`` used (named in the Q/DQ graph's manifest), and score on the held-out images it scored its
-own candidates on, so every target starts from the same inputs and is measured against the same FP32 graph.
+The OpenVINO and ONNX Runtime targets re-quantize from the FP32 ONNX and the calibration images ``quantize``
+used (named in the Q/DQ graph's manifest), and score on the same held-out split of the same folder, so every
+target starts from the same inputs and is measured against the same FP32 graph by the same engine.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from coatnet_edge.calibration.options import QuantizeOptions
-from coatnet_edge.calibration.quantize import held_out_images
+from coatnet_edge.calibration.selection import MIN_SCORE_IMAGES, ScoreSet, score_images
+from coatnet_edge.calibration.sensitivity import onnx_logits
 from coatnet_edge.data.preprocess import PreprocessConfig
-from coatnet_edge.data.sampling import build_calibration_set
+from coatnet_edge.data.sampling import split_calibration_folder
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.hashing import sha256_file
 
@@ -33,55 +35,57 @@ class TargetInt8:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-def selection_inputs(qdq_onnx: Path, record: dict[str, Any]) -> tuple[Path, np.ndarray, np.ndarray, str] | str:
-    """The FP32 ONNX, calibration images and held-out images ``quantize`` used, or why they are not at hand."""
+class SelectionUnavailable(CoatnetEdgeError):
+    """The selection's inputs are not at hand: the target keeps the Q/DQ graph and records ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class SelectionInputs:
+    """The FP32 ONNX, calibration images and score set ``quantize`` used."""
+
+    fp32_onnx: Path
+    calib_images: np.ndarray
+    score_set: ScoreSet | None  # None: fewer than MIN_SCORE_IMAGES held-out images, nothing to score on
+
+
+def selection_inputs(qdq_onnx: Path, record: dict[str, Any]) -> SelectionInputs:
+    """The inputs ``quantize`` used, read again and hash-checked; ``SelectionUnavailable`` says why not."""
+    # NOTE: the same split of the same folder as quantize's: one scan, one seeded order (data/sampling.py)
     quantization, calibration = record.get("quantization") or {}, record.get("calibration") or {}
     if quantization.get("method") != "ptq":
-        return f"the INT8 graph comes from {quantization.get('method', 'an unknown method')}, not PTQ"
+        raise SelectionUnavailable(f"the INT8 graph comes from {quantization.get('method', 'an unknown method')}, "
+                                   "not PTQ")
     fp32 = record.get("fp32_onnx") or {}
     fp32_onnx = qdq_onnx.parent / fp32.get("path", "")
     if not fp32 or not fp32_onnx.is_file() or sha256_file(fp32_onnx) != fp32.get("sha256"):
-        return f"the FP32 ONNX quantize started from is not beside {qdq_onnx.name} (or changed)"
+        raise SelectionUnavailable(f"the FP32 ONNX quantize started from is not beside {qdq_onnx.name} (or changed)")
     root = Path(calibration.get("root", ""))
     if not calibration.get("root") or not root.is_dir():
-        return f"the calibration folder {root} is not there any more"
+        raise SelectionUnavailable(f"the calibration folder {root} is not there any more")
     try:
-        calib = build_calibration_set(root, PreprocessConfig.from_dict(calibration["preprocess"]),
-                                      size=calibration["size"], seed=calibration["seed"], warn_short=False)
+        calib, held_out = split_calibration_folder(
+            root, PreprocessConfig.from_dict(calibration["preprocess"]), calib_size=calibration["size"],
+            score_size=calibration.get("score_size", QuantizeOptions.score_size), seed=calibration["seed"],
+            min_score_images=MIN_SCORE_IMAGES)
     except CoatnetEdgeError as err:
-        return f"the calibration images cannot be read again ({err})"
+        raise SelectionUnavailable(f"the calibration images cannot be read again ({err})") from None
     if calib.sha256 != calibration.get("sha256"):
-        return f"the calibration images of {root} changed since quantize"
-    options = QuantizeOptions(score_size=calibration.get("score_size", QuantizeOptions.score_size),
-                              seed=calibration["seed"])
-    holdout, what = held_out_images(root, calib, None, options)
-    if holdout is None:
-        return what
-    return fp32_onnx, calib.images, holdout, what
+        raise SelectionUnavailable(f"the calibration images of {root} changed since quantize")
+    if held_out is None:  # the baseline can still be made, not chosen against
+        return SelectionInputs(fp32_onnx, calib.images, None)
+    images, what, score_record = score_images(held_out)
+    reference = onnx_logits(onnx.load(str(fp32_onnx)), images)
+    return SelectionInputs(fp32_onnx, calib.images, ScoreSet(images, reference, what, score_record))
 
 
-AGREEMENT_SLACK = 0.0025  # a candidate this close to the most faithful one (top-1 agreement) ...
-COSINE_SLACK = 5e-4  # ... and this close in logit cosine counts as equally faithful: the faster one is kept
-RULE = (f"the fastest (batch-1 p50) of the candidates within {AGREEMENT_SLACK:.2%} top-1 agreement and "
-        f"{COSINE_SLACK} logit cosine of the most faithful one (highest agreement, then cosine)")
-
-
-def pick(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The kept row of a scoreboard (``top1_agreement``, ``cosine``, ``p50_ms_batch1``): see ``RULE``."""
-    best = max(rows, key=lambda row: (row["top1_agreement"], row["cosine"]))
-    close = [row for row in rows if row["top1_agreement"] >= best["top1_agreement"] - AGREEMENT_SLACK
-             and row["cosine"] >= best["cosine"] - COSINE_SLACK]
-    return min(close, key=lambda row: row["p50_ms_batch1"])
-
-
-def inputs_or_reason(qdq_onnx: Path, record: dict[str, Any], candidates: tuple[str, ...], allowed: tuple[str, ...],
-                     runtime: str) -> tuple[Path, np.ndarray, np.ndarray, str] | str:
-    """``selection_inputs``, after refusing unknown candidates in one line; a reason string when only ``qdq`` is
-    asked or the inputs are not at hand (the caller then keeps the Q/DQ graph and records why)."""
+def checked_candidates(candidates: tuple[str, ...], allowed: tuple[str, ...], runtime: str) -> tuple[str, ...]:
+    """``candidates``, or a one-line error naming the unknown one."""
     unknown = [c for c in candidates if c not in allowed]
     if unknown or not candidates:
         raise CoatnetEdgeError(f"unknown {runtime} INT8 candidate '{unknown[0] if unknown else ''}'",
                                fix=f"use some of: {', '.join(allowed)}")
-    if tuple(candidates) == ("qdq",):
-        return "only the qdq candidate asked"
-    return selection_inputs(qdq_onnx, record)
+    return tuple(candidates)

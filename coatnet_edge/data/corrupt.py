@@ -9,6 +9,7 @@ sorted-path order, so every kind is equally present in every class. Same folder 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -82,11 +83,18 @@ def _corrupted(path: Path, index: int, config: CorruptConfig) -> tuple[Image.Ima
     return corrupt_image(load_image(path), kind, config.severity, np.random.default_rng([config.seed, index])), kind
 
 
-def corrupted_batch(paths: list[Path], preprocess: PreprocessConfig, config: CorruptConfig | None = None
-                    ) -> np.ndarray:
-    """The images at ``paths`` corrupted as ``write_corrupted`` would (kinds cycled, seeded), preprocessed in memory."""
+def corrupted_batch(paths: list[Path], preprocess: PreprocessConfig, config: CorruptConfig | None = None, *,
+                    severities: tuple[int, ...] | None = None) -> np.ndarray:
+    """The images at ``paths`` corrupted as ``write_corrupted`` would (kinds cycled, seeded), preprocessed in memory.
+
+    ``severities``: cycle these too (the kind changes every image, the severity every ``len(kinds)`` images), so
+    every kind meets every severity: a held-out score set that covers more kinds of shift than one level does.
+    """
     config = config or CorruptConfig()
-    out = [preprocess_image(_corrupted(path, i, config)[0], preprocess) for i, path in enumerate(paths)]
+    levels = severities or (config.severity,)
+    out = [preprocess_image(_corrupted(path, i, dataclasses.replace(
+        config, severity=levels[(i // len(config.kinds)) % len(levels)]))[0], preprocess)
+        for i, path in enumerate(paths)]
     return np.stack(out) if out else np.empty((0, *preprocess.input_shape), dtype=np.float32)
 
 

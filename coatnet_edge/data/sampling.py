@@ -8,6 +8,7 @@ OpenVINO.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import warnings
 from collections.abc import Iterator
@@ -48,6 +49,11 @@ class ImageSample:
             digest.update(hashlib.sha256(path.read_bytes()).digest())
         return digest.hexdigest()
 
+    def head(self, n: int) -> ImageSample:
+        """The first ``n`` images (the order is the seeded, class-interleaved one, so any prefix is balanced)."""
+        return dataclasses.replace(self, paths=self.paths[:n], images=self.images[:n],
+                                   labels=None if self.labels is None else self.labels[:n])
+
     def batches(self, batch_size: int = 1) -> Iterator[np.ndarray]:
         for start in range(0, len(self.images), batch_size):
             yield self.images[start:start + batch_size]
@@ -60,50 +66,96 @@ class ImageSample:
 def build_calibration_set(calib_dir: str | Path, preprocess: PreprocessConfig, *, size: int = DEFAULT_SIZE,
                           seed: int = 0, min_images: int = MIN_IMAGES, warn_short: bool = True,
                           purpose: str = "calibration", labeled: bool | None = None,
-                          exclude: frozenset[Path] = frozenset()) -> ImageSample:
+                          exclude: frozenset[Path] = frozenset(), size_option: str = "--calib-size",
+                          dir_option: str = "--calib-dir") -> ImageSample:
     """Pick ``size`` images (stratified over class subfolders when present), decode and preprocess them.
 
     ``exclude``: paths never picked (e.g. the calibration images, for a held-out sample of the same folder).
+    ``size_option`` / ``dir_option``: the options an error names (the purpose's own, e.g. --eval-size).
 
     Unreadable files are skipped and listed; fewer usable images than asked is a warning, fewer than
     ``min_images`` an error (``warn_short=False`` when ``size`` is only a cap, as for evaluation sets).
     """
     if size < 1:
-        raise CoatnetEdgeError(f"--calib-size must be >= 1, got {size}", fix="e.g. --calib-size 300")
+        raise CoatnetEdgeError(f"{size_option} must be >= 1, got {size}", fix=f"e.g. {size_option} 300")
     folder = scan_folder(calib_dir, labeled=labeled, verify=False)
-    label_of = {s.path: s.label for s in folder.samples}
+    order = [p for p in _stratified_order(folder, np.random.default_rng(seed)) if p not in exclude]
+    picked = _Picked(folder, calib_dir, preprocess, seed)
+    picked.take(order, size)
+    return picked.sample(min_images, size, warn_short, purpose, dir_option)
+
+
+def split_calibration_folder(calib_dir: str | Path, preprocess: PreprocessConfig, *, calib_size: int = DEFAULT_SIZE,
+                             score_size: int, seed: int = 0, min_score_images: int = MIN_IMAGES
+                             ) -> tuple[ImageSample, ImageSample | None]:
+    """The calibration sample and the held-out sample beyond it, from one scan and one seeded order of the folder.
+
+    The calibration sample is exactly ``build_calibration_set(calib_dir, size=calib_size, seed=seed)``; the
+    held-out sample is the next ``score_size`` usable images of the same order (``None`` when fewer than
+    ``min_score_images`` are left): never a calibration image, and the same images every time.
+    """
+    folder = scan_folder(calib_dir, verify=False)
     order = _stratified_order(folder, np.random.default_rng(seed))
-    paths, arrays, short_sides, skipped = [], [], [], list(folder.skipped)
-    for path in order:
-        if len(paths) == size:
-            break
-        if path in exclude:
-            continue
-        try:
-            img = load_image(path)
-            arrays.append(preprocess_image(img, preprocess))
-            short_sides.append(min(img.size))
-            paths.append(path)
-        except CoatnetEdgeError as err:
-            skipped.append(Skipped(path, str(err).removeprefix(f"{path}: ")))
-    if len(paths) < min_images:
-        raise CoatnetEdgeError(f"only {len(paths)} usable {purpose} images ({len(skipped)} skipped); "
-                               f"at least {min_images} are needed", path=calib_dir,
-                               fix="point --calib-dir at a folder of a few hundred representative images")
-    median_side = int(np.median(short_sides))
-    if median_side < MIN_SOURCE_FRACTION * preprocess.image_size:
-        raise CoatnetEdgeError(
-            f"{purpose} images are too small for the model: median short side {median_side} px, the model "
-            f"takes {preprocess.image_size}x{preprocess.image_size} (activation ranges from images upscaled "
-            f"{preprocess.image_size / median_side:.1f}x would not match deployment)", path=calib_dir,
-            fix=f"calibrate on images like the ones the model will see (at least "
-                f"{int(MIN_SOURCE_FRACTION * preprocess.image_size)} px), or on a model built for this size")
-    if len(paths) < size and warn_short:
-        warnings.warn(f"{calib_dir}: {len(paths)} usable {purpose} images, fewer than the {size} asked for",
-                      stacklevel=2)
-    labels = np.array([label_of[p] for p in paths], dtype=np.int64) if folder.labeled else None
-    return ImageSample(Path(calib_dir), paths, np.stack(arrays), preprocess, seed, skipped, labels,
-                          list(folder.classes))
+    calib = _Picked(folder, calib_dir, preprocess, seed)
+    rest = order[calib.take(order, calib_size):]
+    calib_sample = calib.sample(MIN_IMAGES, calib_size, True, "calibration", "--calib-dir")
+    if score_size < 1:
+        return calib_sample, None
+    held = _Picked(folder, calib_dir, preprocess, seed)
+    held.take(rest, score_size)
+    if len(held.paths) < min_score_images:
+        return calib_sample, None
+    return calib_sample, held.sample(min_score_images, score_size, False, "held-out", "--calib-dir")
+
+
+class _Picked:
+    """Images taken in order from a scanned folder: decoded, preprocessed, unreadable ones skipped and listed."""
+
+    def __init__(self, folder: ImageFolder, root: str | Path, preprocess: PreprocessConfig, seed: int) -> None:
+        self.folder, self.root, self.preprocess, self.seed = folder, Path(root), preprocess, seed
+        self.paths: list[Path] = []
+        self.arrays: list[np.ndarray] = []
+        self.short_sides: list[int] = []
+        self.skipped: list[Skipped] = list(folder.skipped)
+
+    def take(self, order: list[Path], size: int) -> int:
+        """Take usable images from ``order`` until ``size``; returns how far into ``order`` it read."""
+        read = 0
+        for path in order:
+            if len(self.paths) == size:
+                break
+            read += 1
+            try:
+                img = load_image(path)
+                self.arrays.append(preprocess_image(img, self.preprocess))
+                self.short_sides.append(min(img.size))
+                self.paths.append(path)
+            except CoatnetEdgeError as err:
+                self.skipped.append(Skipped(path, str(err).removeprefix(f"{path}: ")))
+        return read
+
+    def sample(self, min_images: int, size: int, warn_short: bool, purpose: str, dir_option: str) -> ImageSample:
+        """The images taken, checked: enough of them, and not so small that deployment would look different."""
+        root, pre = self.root, self.preprocess
+        if len(self.paths) < min_images:
+            raise CoatnetEdgeError(f"only {len(self.paths)} usable {purpose} images ({len(self.skipped)} skipped); "
+                                   f"at least {min_images} are needed", path=root,
+                                   fix=f"point {dir_option} at a folder of a few hundred representative images")
+        median_side = int(np.median(self.short_sides))
+        if median_side < MIN_SOURCE_FRACTION * pre.image_size:
+            raise CoatnetEdgeError(
+                f"{purpose} images are too small for the model: median short side {median_side} px, the model "
+                f"takes {pre.image_size}x{pre.image_size} (activation ranges from images upscaled "
+                f"{pre.image_size / median_side:.1f}x would not match deployment)", path=root,
+                fix=f"use images like the ones the model will see (at least "
+                    f"{int(MIN_SOURCE_FRACTION * pre.image_size)} px), or a model built for this size")
+        if len(self.paths) < size and warn_short:
+            warnings.warn(f"{root}: {len(self.paths)} usable {purpose} images, fewer than the {size} asked for",
+                          stacklevel=3)
+        label_of = {s.path: s.label for s in self.folder.samples}
+        labels = np.array([label_of[p] for p in self.paths], dtype=np.int64) if self.folder.labeled else None
+        return ImageSample(root, self.paths, np.stack(self.arrays), pre, self.seed, self.skipped, labels,
+                           list(self.folder.classes))
 
 
 def _stratified_order(folder: ImageFolder, rng: np.random.Generator) -> list[Path]:

@@ -264,9 +264,9 @@ def _export_onnx(model: str, options: SourceOptions | None, recipe: Recipe, fold
 
 
 def _quantize_identity(recipe: Recipe, inputs: _Inputs) -> dict[str, Any]:
-    budget = recipe.quantize.max_drop is not None
-    return {"options": vars(recipe.quantize), "evaluation": inputs.identity["evaluation"] if budget else None,
-            "train": inputs.identity["train"] if recipe.quantize.method == "qat" else None}
+    # the accuracy budget is fitted on the calibration folder beyond its sample (never on the images compared on)
+    return {"options": vars(recipe.quantize), "train": inputs.identity["train"] if recipe.quantize.method == "qat"
+            else None}
 
 
 def _quantize(model: str, options: SourceOptions | None, recipe: Recipe, inputs: _Inputs, folder: Path,
@@ -274,7 +274,6 @@ def _quantize(model: str, options: SourceOptions | None, recipe: Recipe, inputs:
     q = recipe.quantize
     qat_config = QatConfig(epochs=q.qat_epochs, seed=recipe.seed) if q.method == "qat" else None
     done = quantize(model, calib_dir=inputs.calib, out=folder, options=q.options(recipe.seed),
-                    eval_dir=inputs.evaluation if q.max_drop is not None else None,
                     train_dir=inputs.train if q.method == "qat" else None, qat_config=qat_config,
                     source_options=options, log=log)
     return {"outputs": {"artifact": done.int8_onnx}, "check_vs_fp32": done.manifest.get("check_vs_fp32"),

@@ -59,10 +59,9 @@ def artifact_origin(item: str | Path) -> str | None:
     text = f"made by NNCF {method}, {quantization.get('scheme')} scheme{smooth}, {quantization.get('preset')} preset"
     if quantization.get("engine") == "modelopt-onnx":
         text = f"made by Model Optimizer's ONNX PTQ ({quantization.get('calibration_method')} calibration)"
-    board = (quantization.get("selection") or {}).get("scoreboard") or []
-    if board:
-        scores = ", ".join(f"{row['scheme']} {100 * row['top1_agreement']:.1f} %" for row in board)
-        text += f" (kept of {scores} agreement on held-out images)"
+    selection = quantization.get("selection") or {}
+    if selection.get("scoreboard"):
+        text += f" ({_verdicts(selection)})"
     chosen = manifest.record.get("openvino_int8") or manifest.record.get("onnxruntime_int8")
     if chosen and chosen.get("chosen") != "qdq":
         parts = f"; float parts {chosen['float_parts']}" if "float_parts" in chosen else ""
@@ -74,15 +73,22 @@ def artifact_origin(item: str | Path) -> str | None:
 
 
 def _kept_of(selection: dict) -> str:
-    """' (kept of qdq 97.3 % / 1.38 ms, u8 97.3 % / 0.96 ms ... in OpenVINO on held-out images)', or why nothing
-    was measured."""
-    board = selection.get("scoreboard") or []
-    if not board:
+    """' (kept over the baseline nncf-transformer-unfused: more faithful ...; nncf tie, qdq worse ...)', or why
+    nothing was measured."""
+    if not selection.get("scoreboard"):
         return f" ({selection.get('method', 'not measured')})"
-    scores = ", ".join(f"{row['candidate']} {100 * row['top1_agreement']:.1f} % / {row['p50_ms_batch1']:.2f} ms"
-                       for row in board)
-    runtime = "OpenVINO" if selection.get("engine") == "openvino" else "ONNX Runtime"
-    return f" (kept of {scores} agreement / batch-1 p50 in {runtime} on held-out images)"
+    return f" ({_verdicts(selection)})"
+
+
+def _verdicts(selection: dict) -> str:
+    """One line of a selection: the baseline, what was kept and why, and each other candidate's verdict."""
+    board = selection["scoreboard"]
+    others = ", ".join(f"{row.get('candidate', row.get('scheme'))} {row['verdict']}" for row in board
+                       if row["verdict"] != "baseline")
+    kept = selection.get("chosen")
+    head = (f"baseline {kept} kept" if kept == selection.get("baseline")
+            else f"{kept} kept over the baseline {selection.get('baseline')}")
+    return f"{head}; vs baseline on held-out images: {others}" if others else head
 
 
 def artifact_size(item: str | Path) -> int | None:
