@@ -16,6 +16,7 @@ from coatnet_edge.measure.benchmark import SCHEMA_FILE
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.models.checkpoint import load_checkpoint
 from coatnet_edge.pipeline.export import export
+from coatnet_edge.stats import wilson
 from tests.conftest import REPO, assert_one_line_error, run_cli
 
 
@@ -88,6 +89,98 @@ def test_evaluate_labeled_and_unlabeled(artifacts: dict, tiny_dataset: Path, tmp
     assert "top1" not in rows[1] and rows[1]["vs_reference_top1_agreement"] >= 0.75
 
 
+def _wilson_of(value: float, n: int) -> list[float]:
+    """The Wilson bounds a reader recomputes from a proportion's counts (value x N hits of N)."""
+    count = round(value * n)
+    assert count == pytest.approx(value * n, abs=1e-6)  # a proportion of N images is a whole count
+    ci = wilson(count, n)
+    return [ci.low, ci.high]
+
+
+def _inside(value: float, bounds: list[float]) -> bool:
+    low, high = bounds
+    return low <= high and low - 1e-9 <= value <= high + 1e-9
+
+
+def test_evaluate_rows_carry_their_intervals(artifacts: dict, tiny_dataset: Path) -> None:
+    from coatnet_edge.measure.evaluate import evaluate
+
+    rows = evaluate([artifacts["int8"]], data=tiny_dataset / "val", reference="builtin:student", limit=120)
+    for row in rows:
+        n = row["images"]
+        assert n == 120 and row["top1_ci"] == _wilson_of(row["top1"], n), row
+        assert row["agreement_ci"] == _wilson_of(row["vs_reference_top1_agreement"], n), row
+        for value, key in (("top1", "top1_ci"), ("vs_reference_top1_agreement", "agreement_ci"),
+                           ("vs_reference_cosine", "cosine_ci")):
+            assert _inside(row[value], row[key]), (key, row)
+    reference, int8 = rows
+    assert reference["top1_vs_reference"] == "tie" and reference["top1_vs_reference_points_ci"] == [0.0, 0.0]
+    assert reference["sqnr_db_ci"] == [float("inf")] * 2 and reference["agreement_ci"][1] == 1.0
+    assert _inside(int8["vs_reference_sqnr_db"], int8["sqnr_db_ci"]) and int8["sqnr_db_ci"][1] > int8["sqnr_db_ci"][0]
+    assert int8["cosine_ci"][0] < int8["cosine_ci"][1] <= 1.0 + 1e-9
+    assert _inside(100 * (int8["top1"] - reference["top1"]), int8["top1_vs_reference_points_ci"])
+
+
+def test_evaluate_pair_carries_intervals_and_a_paired_drop(artifacts: dict, tiny_dataset: Path) -> None:
+    from coatnet_edge.data.sampling import build_calibration_set
+    from coatnet_edge.measure.evaluate import evaluate_pair
+
+    _, info = load_checkpoint("builtin:student")
+    sample = build_calibration_set(tiny_dataset / "val", info.preprocess, size=60, seed=0, warn_short=False)
+    pair = evaluate_pair(artifacts["fp32"], artifacts["int8"], sample)
+    for backend in ("onnxruntime", "openvino"):
+        row = pair[backend]
+        assert row["fp32_top1_ci"] == _wilson_of(row["fp32_top1"], 60) and row["int8_top1_ci"] == _wilson_of(
+            row["int8_top1"], 60), row
+        assert row["agreement_ci"] == _wilson_of(row["agreement_top1_agreement"], 60), row
+        assert _inside(row["top1_drop_points"], row["top1_drop_points_ci"]), row
+        low, high = row["top1_drop_points_ci"]
+        assert row["int8_vs_fp32_top1"] == ("worse" if low > 0 else "better" if high < 0 else "tie"), row
+
+
+def test_compare_table_cells_carry_intervals_and_stay_parseable(tmp_path: Path) -> None:
+    """The md/terminal cell is ``value [low, high]`` with the value first; CSV keeps its columns first and appends
+    the bounds; a file written before intervals existed still reads (plain cells, empty bounds)."""
+    from coatnet_edge.measure.evaluate import INTERVALS
+    from coatnet_edge.measure.report import COLUMNS, comparison_rows, write_report
+    from coatnet_edge.measure.summary import report_table
+
+    def lat(name: str, backend: str, precision: str, p50: float) -> dict:
+        return {"artifact": f"/x/{name}", "backend": backend, "precision": precision, "batch": 1, "p50_ms": p50,
+                "p90_ms": p50 * 1.1, "size_bytes": 10**6}
+
+    top1, agreement = 0.9, 0.9858
+    accuracy = [{"artifact": "/x/ref.pt", "images": 1200, "top1": 0.905, "vs_reference_top1_agreement": 1.0},
+                {"artifact": "/x/m.int8.xml", "images": 1200, "top1": top1, "top1_ci": [0.882, 0.916],
+                 "vs_reference_top1_agreement": agreement, "agreement_ci": [0.978123, 0.991456],
+                 "vs_reference_cosine": 0.998, "cosine_ci": [0.9975, 0.9985], "vs_reference_sqnr_db": 20.5,
+                 "sqnr_db_ci": [19.8, 21.1]}]
+    doc = {"environment": {"gpu": "Test GPU"}, "method": {"reference": "/x/ref.pt", "intervals": INTERVALS},
+           "accuracy": accuracy, "latency": [lat("ref.pt", "pytorch", "fp32", 4.0), lat("m.int8.xml", "openvino",
+                                                                                    "int8", 1.0)]}
+    files = write_report(comparison_rows(doc), tmp_path, stem="compare", sources=[doc]).files
+    lines = files["md"].read_text().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| device"))
+    names = [c.strip() for c in lines[header].strip("|").split("|")]
+    assert names == COLUMNS and lines[header + 1] == "|" + "---|" * len(COLUMNS)
+    cells = {n: c.strip() for n, c in zip(names, lines[header + 3].strip("|").split("|"), strict=True)}
+    assert cells["agreement"] == "0.9858 [0.978, 0.991]" and float(cells["agreement"].split()[0]) == agreement
+    assert cells["top1"] == "0.9000 [0.882, 0.916]" and float(cells["top1"].split()[0]) == top1
+    old = {n: c.strip() for n, c in zip(names, lines[header + 2].strip("|").split("|"), strict=True)}
+    assert old["top1"] == "0.9050" and old["agreement"] == "1.0000"  # no interval in the file: the plain value
+    assert INTERVALS in files["md"].read_text()
+    rows = list(csv.reader(files["csv"].read_text().splitlines()))
+    assert rows[0][:len(COLUMNS)] == COLUMNS and rows[0][len(COLUMNS):] == [
+        "top1_low", "top1_high", "agreement_low", "agreement_high", "cosine_low", "cosine_high", "sqnr_db_low",
+        "sqnr_db_high", "images"]
+    new = dict(zip(rows[0], rows[2], strict=True))
+    assert float(new["agreement"]) == agreement and float(new["agreement_low"]) == 0.978123
+    assert float(new["sqnr_db_high"]) == 21.1 and new["images"] == "1200"
+    assert dict(zip(rows[0], rows[1], strict=True))["top1_low"] == ""
+    table = report_table(comparison_rows(doc), "comparison")
+    assert INTERVALS in table.title and table.rows[1][table.header.index("agreement")] == "0.9858 [0.978, 0.991]"
+
+
 def test_compare_writes_table_in_three_formats_and_a_real_plot(artifacts: dict, tiny_dataset: Path,
                                                                tmp_path: Path) -> None:
     out = tmp_path / "report"
@@ -105,6 +198,10 @@ def test_compare_writes_table_in_three_formats_and_a_real_plot(artifacts: dict, 
     for row in csv.DictReader(rows):  # each speed-up: the reference's p50 over the row's, same batch
         assert float(row["speedup"]) == pytest.approx(reference["p50_ms"] / float(row["p50_ms"]), rel=1e-6), row
     assert "| builtin_student.int8.xml | openvino | int8 |" in (out / "compare.md").read_text()
+    for row in csv.DictReader(rows):  # the CSV's interval columns bracket the value beside them
+        for metric in ("top1", "agreement", "cosine"):
+            assert _inside(float(row[metric]), [float(row[f"{metric}_low"]), float(row[f"{metric}_high"])]), row
+    assert all(r["agreement_ci"] and r["top1_ci"] for r in doc["accuracy"])
     with Image.open(out / "compare.png") as png:
         assert png.format == "PNG" and png.size[0] >= 600
 

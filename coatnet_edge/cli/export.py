@@ -57,14 +57,16 @@ def _precision_flags(func: Any) -> Any:
 @library_option(run_export, "workspace_mib", help="TensorRT builder workspace limit.")
 @click.option("--openvino-candidate", "openvino_candidates", multiple=True, type=click.Choice(OPENVINO_CANDIDATES),
               default=OPENVINO_CANDIDATES, show_default=True,
-              help="OpenVINO --int8: a path measured in OpenVINO on held-out images, the most faithful kept "
-                   "(repeatable; narrows the set). qdq: the Q/DQ graph converted; nncf / nncf-transformer: NNCF on "
-                   "the OpenVINO model from the same FP32 ONNX and calibration images.")
+              help="OpenVINO --int8: a path measured in OpenVINO on held-out images (repeatable; narrows the set; "
+                   "the first is the baseline, kept unless another is more faithful beyond its paired interval). "
+                   "nncf[-transformer]-unfused: NNCF on core.read_model(onnx), the graph as exported; "
+                   "nncf[-transformer]: NNCF on ov.convert_model(onnx), fused; qdq: the Q/DQ graph converted.")
 @click.option("--onnxruntime-candidate", "onnxruntime_candidates", multiple=True,
               type=click.Choice(ONNXRUNTIME_CANDIDATES), default=ONNXRUNTIME_CANDIDATES, show_default=True,
-              help="--backend onnxruntime --int8: a graph measured in ONNX Runtime on held-out images (repeatable). "
-                   "qdq: the Q/DQ graph as is; u8: ONNX Runtime's quantize_static with u8 activations and GELU as "
-                   "one op, from the same FP32 ONNX and calibration images.")
+              help="--backend onnxruntime --int8: a graph measured in ONNX Runtime on held-out images (repeatable; "
+                   "the first is the baseline). plain: quantize_static as ONNX Runtime's docs show it (u8 "
+                   "activations, s8 per-channel weights); u8: Conv/MatMul/Gemm only, percentile ranges, GELU as one "
+                   "op; qdq: the Q/DQ graph as is.")
 @quantization_options(calib_required=False)
 @path_option("--out", "out_dir", required=True, help="Folder for the artifact and its manifest.")
 def export(model: str, source_options: SourceOptions, backend: str, precision: str, batch: int,

@@ -30,22 +30,26 @@ QUANTIZE_HELP = {
               "fine-tuning with distillation from the FP32 model (minutes).",
     "preset": "tensorrt: symmetric signed INT8, zero points 0, per-channel weights (runs everywhere); "
               "openvino: asymmetric activations for OpenVINO's CPU kernels.",
-    "scheme": "auto: quantize with each --candidate, keep the one that agrees best with FP32 on held-out images "
-              "(the calibration folder beyond the calibration sample, else --eval-dir); hybrid: conv stages as a "
+    "scheme": "auto: quantize with each --candidate and keep the first (the plain NNCF path) unless another is more "
+              "faithful to FP32 beyond its paired 95 % interval on held-out images (the calibration folder beyond "
+              "the calibration sample, and a corrupted copy); hybrid: conv stages as a "
               "CNN, attention stages keep LayerNorm/Softmax/residuals float; cnn: NNCF's defaults over the whole "
               "graph; transformer: NNCF's transformer model type throughout.",
-    "candidates": "A candidate --scheme auto measures (repeatable; narrows the set): an NNCF scheme "
+    "candidates": "A candidate --scheme auto measures (repeatable; narrows the set; the first is the baseline): an "
+                  "NNCF scheme (cnn: NNCF's plain defaults) "
                   "[+smoothquant | +shift: 1x1 Conv/MatMul/depthwise inputs centred per channel, paid back exactly], "
                   "or modelopt: NVIDIA Model Optimizer's ONNX PTQ, TensorRT's own Q/DQ placer "
                   "(optional: pip install '.[modelopt]').",
-    "score_size": "Held-out images the candidates are scored on.",
+    "score_size": "Most held-out images (beyond the calibration sample) the candidates are scored on, and the "
+                  "accuracy budget fitted on without --eval-dir.",
     "calib_size": "Images drawn from --calib-dir.",
     "seed": "Seed of the calibration/evaluation samples (and of QAT).",
     "smooth_quant": "NNCF SmoothQuant (acts with --scheme transformer).",
     "ignored_patterns": "Regex over ONNX node names to keep float (repeatable).",
-    "max_drop": "Accuracy budget in top-1 points (labeled --eval-dir) or disagreement points with FP32 "
-                "(unlabeled): the most sensitive layers return to float until it holds.",
-    "eval_size": "Images drawn from --eval-dir.",
+    "max_drop": "Accuracy budget in top-1 points (labeled images) or disagreement points with FP32 (unlabeled), "
+                "fitted on --eval-dir, else on the calibration folder beyond the calibration sample: the most "
+                "sensitive layers return to float until it holds.",
+    "eval_size": "Images drawn from --eval-dir (or from the held-out images for the budget).",
     "sensitivity": "Write the per-layer sensitivity ranking (CSV + bar plot) even without --max-drop.",
     "max_float_layers": "At most this many layers return to float for --max-drop.",
     "budget_order": "The order --max-drop returns layers to float in: sensitivity (most logit SQNR recovered "
@@ -62,7 +66,8 @@ def quantization_options(*, calib_required: bool) -> Any:
         config_options(QuantizeOptions, QUANTIZE_HELP, decls={"ignored_patterns": ("--ignore", "ignored_patterns"),
                                                               "candidates": ("--candidate", "candidates")}),
         path_option("--eval-dir", default=None,
-                    help="Images to measure the budget and the final drop on (not the calibration images)."),
+                    help="Images to fit the budget on and measure the final drop on (not the calibration images; "
+                         "default for the budget: the calibration folder beyond the calibration sample)."),
         path_option("--train-dir", default=None, help="QAT training images, labeled or not (default: --calib-dir)."),
         library_option(QatConfig, "epochs", "--qat-epochs", "qat_epochs", help="QAT fine-tuning epochs."),
         library_option(QatConfig, "lr", "--qat-lr", "qat_lr", help="QAT learning rate (AdamW)."),

@@ -3,7 +3,8 @@
 Every artifact runs on the same preprocessed images (the preprocessing its manifest or checkpoint
 records); with a reference (a checkpoint run in PyTorch FP32) each row also gets top-1 agreement,
 mean logit cosine, SQNR and max-abs error against it. Labeled folders add top-1/top-5; unlabeled
-ones give the agreement metrics only.
+ones give the agreement metrics only. Each accuracy number carries its 95 % interval (``*_ci``,
+``[low, high]``): Wilson for top-1 and agreement, an image bootstrap for cosine and SQNR.
 """
 
 from __future__ import annotations
@@ -17,12 +18,41 @@ from coatnet_edge.data.folders import scan_folder
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.data.sampling import ImageSample, build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.metrics import compare_logits
+from coatnet_edge.metrics import compare_logits, per_image_fidelity
 from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.progress import progress_bar
 from coatnet_edge.runtime import load_runner
 from coatnet_edge.runtime.artifact import artifact_profile, artifact_size
 from coatnet_edge.runtime.base import run_batches
+from coatnet_edge.stats import Interval, bootstrap_mean, bootstrap_sqnr_db, paired_difference, verdict, wilson
+
+INTERVALS = "intervals are 95 %: Wilson for top-1 and agreement, image bootstrap for cosine and SQNR"
+
+
+def bounds(interval: Interval, scale: float = 1.0) -> list[float]:
+    """``[low, high]`` of an interval (the point value already sits beside it), unrounded so that a cosine near 1
+    keeps its digits and the bounds still contain the value; a negative ``scale`` flips the sign of the quantity
+    (a gain becomes a drop), so the bounds swap."""
+    return sorted([interval.low * scale, interval.high * scale])
+
+
+def top1_interval(correct: np.ndarray) -> list[float]:
+    """Wilson bounds of top-1 from the per-image hits: N images give a proportion, not an exact score."""
+    return bounds(wilson(int(np.sum(correct)), len(correct)))
+
+
+def fidelity_intervals(reference: np.ndarray, output: np.ndarray) -> dict[str, list[float]]:
+    """Intervals of agreement (Wilson), mean cosine and SQNR (image bootstrap) of ``output`` vs ``reference``."""
+    per_image = per_image_fidelity(reference, output)
+    return {"agreement_ci": bounds(wilson(int(per_image.agree.sum()), len(per_image.agree))),
+            "cosine_ci": bounds(bootstrap_mean(per_image.cosine)),
+            "sqnr_db_ci": bounds(bootstrap_sqnr_db(reference, output))}
+
+
+def top1_change(correct: np.ndarray, baseline: np.ndarray) -> tuple[Interval, str]:
+    """Paired bootstrap of ``correct - baseline`` hits on the same images, and better/worse/tie from it."""
+    difference = paired_difference(correct.astype(np.float64), baseline.astype(np.float64))
+    return difference, verdict(difference)
 
 
 def load_eval_data(data: str | Path, preprocess: PreprocessConfig, class_names: list[str], *,
@@ -72,28 +102,54 @@ def evaluate(artifacts: list[str | Path], *, data: str | Path, reference: str | 
                                        fix="use a folder with the model's classes, or --unlabeled (agreement only)")
             row = {"artifact": str(item), **runner.info.to_dict(), "images": len(dataset.images),
                    "size_bytes": artifact_size(item)}
-            if dataset.labels is not None:
-                row["top1"] = float(np.mean(logits.argmax(1) == dataset.labels))
-                top5 = np.argsort(-logits, axis=1)[:, :5]
-                row["top5"] = float(np.mean((top5 == dataset.labels[:, None]).any(1)))
-            if reference is not None:
-                ref_logits = logits if ref_logits is None else ref_logits
-                row.update({f"vs_reference_{k}": v for k, v in compare_logits(ref_logits, logits).to_dict().items()})
+            ref_logits = logits if reference is not None and ref_logits is None else ref_logits
+            row.update(_accuracy(logits, dataset.labels, ref_logits))
             rows.append(row)
             bar(done, len(items), Path(str(item)).name)
     return rows
 
 
+def _accuracy(logits: np.ndarray, labels: np.ndarray | None, ref_logits: np.ndarray | None) -> dict[str, Any]:
+    """Top-1/top-5 (labeled) and agreement with the reference (when given), each with its interval; with both,
+    the paired top-1 change vs the reference in points (``tie`` unless its interval excludes zero)."""
+    row: dict[str, Any] = {}
+    if labels is not None:
+        correct = logits.argmax(1) == labels
+        top5 = np.argsort(-logits, axis=1)[:, :5]
+        row.update(top1=float(np.mean(correct)), top5=float(np.mean((top5 == labels[:, None]).any(1))),
+                   top1_ci=top1_interval(correct))
+    if ref_logits is not None:
+        row.update({f"vs_reference_{k}": v for k, v in compare_logits(ref_logits, logits).to_dict().items()})
+        row.update(fidelity_intervals(ref_logits, logits))
+    if labels is not None and ref_logits is not None:
+        change, row["top1_vs_reference"] = top1_change(correct, ref_logits.argmax(1) == labels)
+        row["top1_vs_reference_points_ci"] = bounds(change, 100)
+    return row
+
+
 def evaluate_pair(fp32_path: Path, int8_path: Path, data: Any) -> dict[str, Any]:
-    """FP32 vs INT8 on the same images, in ONNX Runtime and in OpenVINO (each against its own FP32)."""
+    """FP32 vs INT8 on the same images, in ONNX Runtime and in OpenVINO (each against its own FP32).
+
+    Each number carries its 95 % interval; ``top1_drop_points_ci`` is the paired bootstrap of the drop
+    (FP32 minus INT8 hits per image, in points) and ``int8_vs_fp32_top1`` says better/worse/tie from it.
+    """
     result: dict[str, Any] = {"images": len(data), "root": str(data.root), "labeled": data.labels is not None}
     for backend in ("onnxruntime", "openvino"):
         fp32 = run_batches(load_runner(fp32_path, backend=backend), data.images, 100)
         int8 = run_batches(load_runner(int8_path, backend=backend), data.images, 100)
         row = {f"agreement_{k}": v for k, v in compare_logits(fp32, int8).to_dict().items()}
+        row.update(fidelity_intervals(fp32, int8))
         if data.labels is not None:
-            row["fp32_top1"] = float(np.mean(fp32.argmax(1) == data.labels))
-            row["int8_top1"] = float(np.mean(int8.argmax(1) == data.labels))
-            row["top1_drop_points"] = round(100 * (row["fp32_top1"] - row["int8_top1"]), 4)
+            row.update(_pair_top1(fp32.argmax(1) == data.labels, int8.argmax(1) == data.labels))
         result[backend] = row
     return result
+
+
+def _pair_top1(fp32_correct: np.ndarray, int8_correct: np.ndarray) -> dict[str, Any]:
+    """FP32 and INT8 top-1 with Wilson bounds, and the drop in points with its paired interval."""
+    change, said = top1_change(int8_correct, fp32_correct)
+    fp32_top1, int8_top1 = float(np.mean(fp32_correct)), float(np.mean(int8_correct))
+    return {"fp32_top1": fp32_top1, "int8_top1": int8_top1,
+            "top1_drop_points": round(100 * (fp32_top1 - int8_top1), 4),
+            "fp32_top1_ci": top1_interval(fp32_correct), "int8_top1_ci": top1_interval(int8_correct),
+            "top1_drop_points_ci": bounds(change, -100), "int8_vs_fp32_top1": said}

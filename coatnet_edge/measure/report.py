@@ -4,6 +4,10 @@
 (so speed-ups are ratios measured together) and writes ``compare.{md,csv,json,png}``. ``report``
 merges such files from several machines (each ran ``compare`` or ``benchmark`` locally) into one
 table and one plot, one colour per device.
+
+Top-1, agreement, cosine and SQNR carry their 95 % interval: the CSV/JSON as ``<metric>_low`` /
+``<metric>_high`` fields, the markdown and terminal tables as ``0.9858 [0.978, 0.992]`` cells (the value
+first, so a reader of the cell's first token still gets the number), the plot as error bars.
 """
 
 from __future__ import annotations
@@ -19,12 +23,16 @@ from coatnet_edge.atomic import atomic_path, ensure_output_dir, write_json_atomi
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.measure.benchmark import SCHEMA as BENCHMARK_SCHEMA
 from coatnet_edge.measure.benchmark import benchmark, device_label, read_results
-from coatnet_edge.measure.evaluate import evaluate
+from coatnet_edge.measure.evaluate import INTERVALS, evaluate
 from coatnet_edge.models.source_options import SourceOptions
 
 COMPARISON_SCHEMA = "coatnet-edge/comparison/v1"
 COLUMNS = ["device", "artifact", "backend", "precision", "top1", "agreement", "cosine", "sqnr_db", "size_mb",
            "batch", "p50_ms", "p90_ms", "speedup", "note"]
+# metric column -> its interval in an ``evaluate`` row; the CSV appends the bounds after COLUMNS
+INTERVAL_KEYS = {"top1": "top1_ci", "agreement": "agreement_ci", "cosine": "cosine_ci", "sqnr_db": "sqnr_db_ci"}
+CSV_COLUMNS = [*COLUMNS, *(f"{m}_{end}" for m in INTERVAL_KEYS for end in ("low", "high")), "images"]
+SHOWN_WITH_INTERVAL = ("top1", "agreement")  # the table cells that print their interval
 
 
 @dataclass
@@ -51,7 +59,8 @@ def compare(reference: str | Path, artifacts: list[str | Path], *, data: str | P
                        source_options={str(reference): reference_options} if reference_options else None)
     doc = {"schema": COMPARISON_SCHEMA, "created": timing["created"], "environment": timing["environment"],
            "method": {**timing["method"], "accuracy": f"{accuracy[0]['images']} images of {data}",
-                      "reference": str(reference), "speedup": "reference p50 / artifact p50, same batch, same run"},
+                      "reference": str(reference), "speedup": "reference p50 / artifact p50, same batch, same run",
+                      "intervals": INTERVALS},
            "accuracy": accuracy, "latency": timing["results"], "skipped": list(skipped or [])}
     return write_report(comparison_rows(doc), out, stem="compare", sources=[doc])
 
@@ -73,10 +82,19 @@ def comparison_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
             "size_mb": lat["size_bytes"] / 1e6 if lat.get("size_bytes") else None, "batch": lat["batch"],
             "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"],
             "speedup": ref_p50[lat["batch"]] / lat["p50_ms"] if lat["batch"] in ref_p50 else None,
-            "note": "; ".join(n for n in (lat.get("made_by"), lat.get("role"), _fallback_note(lat)) if n)})
+            "note": "; ".join(n for n in (lat.get("made_by"), lat.get("role"), _fallback_note(lat)) if n),
+            **_interval_fields(acc)})
     rows += [{"device": device, "artifact": "-", "backend": item["backend"], "precision": item["precision"],
               "batch": None, "note": f"skipped: {item['reason']}"} for item in doc.get("skipped", [])]
     return rows
+
+
+def _interval_fields(accuracy: dict[str, Any]) -> dict[str, Any]:
+    """``<metric>_low`` / ``<metric>_high`` and ``images`` of an ``evaluate`` row (None in older files)."""
+    fields: dict[str, Any] = {"images": accuracy.get("images")}
+    for metric, key in INTERVAL_KEYS.items():
+        fields[f"{metric}_low"], fields[f"{metric}_high"] = accuracy.get(key) or (None, None)
+    return fields
 
 
 def _fallback_note(result: dict[str, Any]) -> str:
@@ -113,7 +131,21 @@ TERMINAL_COLUMNS = ["artifact", "backend", "precision", "top1", "agreement", "co
 
 
 def table_cells(row: dict[str, Any], columns: list[str] = COLUMNS) -> list[str]:
-    return [_fmt(row.get(c), FORMATS.get(c, "")) for c in columns]
+    return [_cell(row, c) for c in columns]
+
+
+def _cell(row: dict[str, Any], column: str) -> str:
+    """One table cell; top-1 and agreement as ``value [low, high]`` where the row has the interval."""
+    text = _fmt(row.get(column), FORMATS.get(column, ""))
+    low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
+    if column not in SHOWN_WITH_INTERVAL or row.get(column) is None or low is None or high is None:
+        return text
+    return f"{text} [{low:.3f}, {high:.3f}]"
+
+
+def has_intervals(rows: list[dict[str, Any]]) -> bool:
+    """Whether any table cell shows an interval (then the table's title says what the intervals are)."""
+    return any(r.get(f"{m}_low") is not None for r in rows for m in SHOWN_WITH_INTERVAL)
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -133,8 +165,8 @@ def write_report(rows: list[dict[str, Any]], out: str | Path, *, stem: str, sour
         tmp.write_text(header + markdown_table(rows) + footer)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(COLUMNS)
-    writer.writerows([["" if r.get(c) is None else r.get(c) for c in COLUMNS] for r in rows])
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows([["" if r.get(c) is None else r.get(c) for c in CSV_COLUMNS] for r in rows])
     with atomic_path(files["csv"]) as tmp:
         tmp.write_text(buffer.getvalue())
     write_json_atomic(files["json"], sources[0] if len(sources) == 1 and stem == "compare"
@@ -159,6 +191,16 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def _error_bars(ax: Any, rows: list[dict[str, Any]], metric: str, colour: Any) -> None:
+    """Each point's 95 % interval as a vertical bar: two points whose bars overlap are not told apart."""
+    rows = [r for r in rows if r.get(f"{metric}_low") is not None and r.get(f"{metric}_high") is not None]
+    if rows:
+        below = [max(r[metric] - r[f"{metric}_low"], 0.0) for r in rows]
+        above = [max(r[f"{metric}_high"] - r[metric], 0.0) for r in rows]
+        ax.errorbar([r["p50_ms"] for r in rows], [r[metric] for r in rows], yerr=[below, above], fmt="none",
+                    ecolor=colour, elinewidth=1, capsize=2, alpha=0.6, zorder=2)
+
+
 def plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> Path:
     """Accuracy (top-1, else agreement) vs p50 latency, one point per backend x precision, colour per
     device, Pareto front of each device drawn as a line."""
@@ -178,6 +220,7 @@ def plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> Path:
         chosen = [r for r in rows if r["device"] == device and r["batch"] == batch and r.get(metric) is not None]
         points = [(r["p50_ms"], r[metric]) for r in chosen]
         ax.scatter([p[0] for p in points], [p[1] for p in points], color=colours(k), label=device, zorder=3)
+        _error_bars(ax, chosen, metric, colours(k))
         for i, (r, (x, y)) in enumerate(sorted(zip(chosen, points, strict=True), key=lambda rp: rp[1][0])):
             ax.annotate(_point_label(r, chosen), (x, y), fontsize=7, xytext=(4, 4 if i % 2 else -10),
                         textcoords="offset points")  # alternate above/below so neighbours don't overlap

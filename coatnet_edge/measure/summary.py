@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from coatnet_edge.measure.benchmark import device_label
-from coatnet_edge.measure.report import TERMINAL_COLUMNS, table_cells
+from coatnet_edge.measure.evaluate import INTERVALS
+from coatnet_edge.measure.report import TERMINAL_COLUMNS, has_intervals, table_cells
 
 EVALUATION_SCHEMA = "coatnet-edge/evaluation/v1"
 MACS_NOTE = "MACs: conv + matmul multiply-accumulates counted by torch's FlopCounterMode (FLOPs / 2)."
@@ -29,6 +30,10 @@ _INT8_VS_FP32 = (("FP32 top-1", "fp32_top1", ".4f"), ("INT8 top-1", "int8_top1",
                  ("drop (pts)", "top1_drop_points", ".2f"), ("top-1 agreement", "agreement_top1_agreement", ".4f"),
                  ("cosine", "agreement_cosine", ".5f"), ("SQNR dB", "agreement_sqnr_db", ".1f"))
 _PARITY_KEYS = ("parity_vs_pytorch", "parity_vs_onnx")
+# result key -> (its ``[low, high]`` key, format of the bounds): cells shown as ``value [low, high]``
+_INTERVAL_OF = {"top1": ("top1_ci", ".3f"), "vs_reference_top1_agreement": ("agreement_ci", ".3f"),
+                "fp32_top1": ("fp32_top1_ci", ".3f"), "int8_top1": ("int8_top1_ci", ".3f"),
+                "top1_drop_points": ("top1_drop_points_ci", ".2f"), "agreement_top1_agreement": ("agreement_ci", ".3f")}
 
 
 @dataclass
@@ -44,6 +49,22 @@ def _cell(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _measured(row: Mapping[str, Any], key: str, spec: str) -> str:
+    """A result's cell, followed by its 95 % interval where the row carries one (value first: still parseable)."""
+    text = _cell(row.get(key), spec)
+    ci_key, ci_spec = _INTERVAL_OF.get(key, ("", ""))
+    bounds = row.get(ci_key) if ci_key else None
+    if row.get(key) is None or not bounds:
+        return text
+    return f"{text} [{bounds[0]:{ci_spec}}, {bounds[1]:{ci_spec}}]"
+
+
+def _titled(title: str, rows: Iterable[Mapping[str, Any]], columns: tuple, more: str = "") -> str:
+    """The title, saying what the intervals are where any row of the (column, key, format) table shows one."""
+    shown = any(row.get(_INTERVAL_OF[key][0]) for row in rows for _, key, _ in columns if key in _INTERVAL_OF)
+    return f"{title}; {INTERVALS}{more}" if shown else title
+
+
 def _artifact_cells(row: Mapping[str, Any]) -> list[str]:
     return [Path(row["artifact"]).name, row["backend"], row["precision"]]
 
@@ -52,14 +73,16 @@ def report_table(rows: list[dict[str, Any]], title: str) -> Table:
     """Rows of ``compare`` / ``report`` / ``run``; a device column only when several devices are merged."""
     devices = sorted({r["device"] for r in rows})
     columns = TERMINAL_COLUMNS if len(devices) == 1 else ["device", *TERMINAL_COLUMNS]
-    return Table(f"{title} — {', '.join(devices)}", columns, [table_cells(r, columns) for r in rows])
+    title = f"{title} — {', '.join(devices)}"
+    return Table(f"{title}; {INTERVALS}" if has_intervals(rows) else title, columns,
+                 [table_cells(r, columns) for r in rows])
 
 
 def evaluation_table(rows: list[dict[str, Any]], data: str | Path) -> Table:
     """The rows of ``evaluate``: accuracy, and agreement with the reference where there is one."""
-    return Table(f"evaluation on {rows[0]['images']} images of {data}",
+    return Table(_titled(f"evaluation on {rows[0]['images']} images of {data}", rows, _EVALUATION),
                  ["artifact", "backend", "precision", *(name for name, _, _ in _EVALUATION)],
-                 [[*_artifact_cells(r), *(_cell(r.get(key), spec) for _, key, spec in _EVALUATION)] for r in rows])
+                 [[*_artifact_cells(r), *(_measured(r, key, spec) for _, key, spec in _EVALUATION)] for r in rows])
 
 
 def evaluation_document(rows: list[dict[str, Any]], data: str | Path) -> dict[str, Any]:
@@ -92,9 +115,10 @@ def int8_evaluation_table(manifest: Mapping[str, Any]) -> Table | None:
     if not evaluation:
         return None
     per_runtime = {name: r for name, r in evaluation.items() if isinstance(r, Mapping)}
-    return Table(f"INT8 vs FP32 on {evaluation['images']} images of {evaluation['root']}",
+    title = f"INT8 vs FP32 on {evaluation['images']} images of {evaluation['root']}"
+    return Table(_titled(title, per_runtime.values(), _INT8_VS_FP32, ", paired for the drop"),
                  ["runtime", *(name for name, _, _ in _INT8_VS_FP32)],
-                 [[name, *(_cell(r.get(key), spec) for _, key, spec in _INT8_VS_FP32)]
+                 [[name, *(_measured(r, key, spec) for _, key, spec in _INT8_VS_FP32)]
                   for name, r in per_runtime.items()])
 
 

@@ -52,9 +52,10 @@ def export(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", p
     ``model`` is a checkpoint (or ``builtin:...``), or for ``precision="int8"`` also an INT8 Q/DQ
     ONNX file written by ``quantize``, or ``timm:<name>`` with ``weights``, a timm training checkpoint or a
     Hugging Face folder (``source_options`` override what it says). ``quantize_options`` go to
-    ``coatnet_edge.quantize``. OpenVINO INT8 measures ``openvino_candidates`` (the Q/DQ graph converted, NNCF
-    on the OpenVINO model) on held-out images and keeps the most faithful (``calibration/openvino_int8.py``);
-    ``backend="onnxruntime"`` measures ``onnxruntime_candidates`` the same way (``calibration/onnxruntime_int8.py``).
+    ``coatnet_edge.quantize``. OpenVINO INT8 measures ``openvino_candidates`` (NNCF on the OpenVINO model in two
+    graph forms, the Q/DQ graph converted) on held-out images and keeps the first, the plain path, unless another is
+    more faithful beyond its interval (``calibration/openvino_int8.py``); ``backend="onnxruntime"`` measures
+    ``onnxruntime_candidates`` the same way (``calibration/onnxruntime_int8.py``).
     """
     target = _check_request(backend, precision, batch, max_batch)
     given_onnx = isinstance(model, str | Path) and Path(model).suffix == ".onnx"

@@ -114,9 +114,10 @@ class TargetsSection:
 
     build: tuple[str, ...] = TARGETS
     openvino_device: str = "CPU"
-    # openvino-int8: paths measured in OpenVINO on held-out images, the most faithful kept (see `export --help`)
+    # openvino-int8: paths measured in OpenVINO on held-out images; the first (the plain path) is kept unless another
+    # is more faithful beyond its paired interval (see `export --help`)
     openvino_int8_candidates: tuple[OpenVinoCandidate, ...] = OPENVINO_CANDIDATES
-    # onnxruntime-int8: ONNX Runtime's own u8 graph vs the Q/DQ graph, measured the same way
+    # onnxruntime-int8: quantize_static (the baseline), a tuned u8 graph and the Q/DQ graph, measured the same way
     onnxruntime_int8_candidates: tuple[OnnxRuntimeCandidate, ...] = ONNXRUNTIME_CANDIDATES
     tensorrt_max_batch: int = 32
 
