@@ -96,7 +96,7 @@ def quantize(model: str, source_options: SourceOptions, out_dir: Path, **values:
     \b
     Examples:
       coatnet-edge quantize --model ft.safetensors --calib-dir images/ --out int8/
-      coatnet-edge quantize --model ft.safetensors --calib-dir train/ --max-drop 0.3 --out int8/   # budget: train/ beyond the sample
+      coatnet-edge quantize --model ft.safetensors --calib-dir train/ --max-drop 0.3 --out int8/
       coatnet-edge quantize --model ft.safetensors --calib-dir train/ --method qat --qat-epochs 3 --out int8/
       coatnet-edge quantize --model output/train/model_best.pth.tar --calib-dir images/ --out int8/   # timm train.py
       coatnet-edge quantize --model hf_folder/ --calib-dir images/ --out int8/   # timm save_for_hf
