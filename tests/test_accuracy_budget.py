@@ -109,12 +109,17 @@ def test_a_met_budget_changes_nothing(ptq: dict) -> None:
 BUDGET_TOP1_GAP, BUDGET_AGREEMENT = 0.025, 0.9625
 
 
-def test_budget_without_evaluation_data_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_budget_without_evaluation_images_needs_images_beyond_the_calibration_sample(tiny_dataset: Path,
+                                                                                     tmp_path: Path) -> None:
+    """Without --eval-dir the budget is fitted on the calibration folder beyond its sample (the pipeline test proves
+    where); a folder with fewer than 32 images left over is refused before anything is written."""
     out = tmp_path / "q"
-    assert_one_line_error(run_cli("quantize", "--model", "builtin:student", "--calib-dir",
-                                  str(tiny_dataset / "train"), "--max-drop", "0.5", "--out", str(out)),
-                          "--max-drop needs evaluation images", "--eval-dir")
-    assert not out.exists()
+    for flags in (["--calib-size", "240", "--max-drop", "0.5"], ["--calib-size", "209", "--sensitivity"]):
+        size = flags[1]
+        assert_one_line_error(run_cli("quantize", "--model", "builtin:student", "--calib-dir",
+                                      str(tiny_dataset / "train"), *flags, "--out", str(out)),
+                              f"need images beyond the {size} calibration images", "fewer than 32 more", "--eval-dir")
+        assert not out.exists()
 
 
 def test_calibration_images_far_smaller_than_the_model_input_are_refused(tmp_path: Path) -> None:
@@ -157,6 +162,10 @@ def test_budget_met_by_plain_int8_skips_the_ranking(tiny_dataset: Path, tmp_path
     budget = manifest["accuracy_budget"]
     assert budget["met"] is True and budget["float_nodes"] == []
     assert manifest["evaluation"]["images"] == 240
+    # with --eval-dir the budget is fitted on those images, and the record says which
+    assert budget["images_root"] == str(tiny_dataset / "val") and budget["images"] == len(budget["image_paths"]) == 240
+    assert set(budget["image_paths"]) == {p.relative_to(tiny_dataset / "val").as_posix()
+                                          for p in (tiny_dataset / "val").rglob("*.png")}
     for backend in ("onnxruntime", "openvino"):
         row = manifest["evaluation"][backend]
         assert abs(row["int8_top1"] - row["fp32_top1"]) <= BUDGET_TOP1_GAP

@@ -1,21 +1,22 @@
-"""INT8 candidates measured, the best kept (issue 16): ``--scheme auto`` quantizes with each candidate scheme,
-scores them against FP32 on images held apart from calibration, writes the winner, and records the scoreboard."""
+"""INT8 candidates measured, the plain path kept unless beaten (issues 16, 31): ``--scheme auto`` quantizes with each
+candidate, scores them per image against FP32 on images held apart from calibration, keeps NNCF's plain PTQ (the
+baseline) unless a candidate is more faithful beyond its paired interval, and records the scoreboard."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 
 from coatnet_edge.calibration.modelopt_ptq import modelopt_available
+from coatnet_edge.calibration.options import QuantizeOptions
+from coatnet_edge.calibration.selection import MIN_SCORE_IMAGES, score_images
 from coatnet_edge.calibration.sensitivity import onnx_logits
-from coatnet_edge.data.corrupt import corrupted_batch
 from coatnet_edge.data.preprocess import PreprocessConfig
-from coatnet_edge.data.sampling import build_calibration_set
-from coatnet_edge.metrics import compare_logits
+from coatnet_edge.data.sampling import split_calibration_folder
+from coatnet_edge.metrics import per_image_fidelity
 from tests.conftest import assert_one_line_error, run_cli
 
 
@@ -26,41 +27,63 @@ def _quantize(tiny_dataset: Path, out: Path, *flags: str) -> dict:
     return json.loads((out / "builtin_student.int8.onnx.manifest.json").read_text())
 
 
-def test_auto_keeps_the_candidate_most_faithful_on_held_out_images(tiny_dataset: Path, tmp_path: Path) -> None:
+def _verdict_from_intervals(row: dict) -> str:
+    """What the rule says from the row's own intervals: agreement worse beyond its interval is worse; else the KL
+    difference decides, and an interval that holds zero is a tie."""
+    if row["agreement_vs_baseline"][2] < 0:
+        return "worse"
+    _, low, high = row["kl_vs_baseline"]
+    return "better" if high < 0 else "worse" if low > 0 else "tie"
+
+
+def test_auto_keeps_the_baseline_unless_a_candidate_is_more_faithful_beyond_its_interval(tiny_dataset: Path,
+                                                                                         tmp_path: Path) -> None:
     manifest = _quantize(tiny_dataset, tmp_path / "auto", "--calib-size", "64")
     record = manifest["quantization"]
-    board = record["selection"]["scoreboard"]
-    assert [row["scheme"] for row in board] == ["hybrid", "transformer", "transformer+smoothquant", "transformer+shift"]
+    selection = record["selection"]
+    board = selection["scoreboard"]
+    assert [row["scheme"] for row in board] == list(QuantizeOptions().candidates) == [
+        "cnn", "hybrid", "transformer", "transformer+smoothquant", "transformer+shift"]
+    assert (selection["engine"], selection["baseline"], selection["measure"]) == ("tensorrt", "cnn", "kl")
+    assert board[0]["verdict"] == "baseline" and all(row["candidate"] == row["scheme"] for row in board)
+    for row in board[1:]:
+        assert row["verdict"] == _verdict_from_intervals(row), row
+    assert not any("speed_vs_baseline" in row or "p50_ms_batch1" in row for row in board)  # TensorRT: not timed
     chosen = [row for row in board if row["chosen"]]
-    assert len(chosen) == 1 and record["selection"]["chosen"] == chosen[0]["scheme"]
+    assert len(chosen) == 1 and selection["chosen"] == chosen[0]["scheme"]
+    better = [row for row in board if row["verdict"] == "better"]
+    assert chosen[0] is (min(better, key=lambda row: row["kl"]) if better else board[0]), board
     scheme, _, extra = chosen[0]["scheme"].partition("+")
     assert (record["scheme"], record["smooth_quant"], record["channel_shift"]) == (
         scheme, extra == "smoothquant", extra == "shift")
-    assert (chosen[0]["top1_agreement"], chosen[0]["cosine"]) == max((r["top1_agreement"], r["cosine"]) for r in board)
-    assert "352 images held apart from calibration (176 images of" in record["selection"]["method"]
-    assert "the same images corrupted" in record["selection"]["method"]
+    assert "352 images held apart from calibration (176 images of" in selection["method"]
+    assert "the same images corrupted" in selection["method"] and "severities 2, 3, 4" in selection["method"]
+    assert selection["score_set"]["images"] == 176 and selection["score_set"]["root"] == str(tiny_dataset / "train")
 
-    # the file written is the winner: re-scored on the same held-out images it gives the winner's numbers
+    # the file written is the kept graph: re-scored on the same held-out split it gives the kept row's numbers
     pre = PreprocessConfig.from_dict(manifest["preprocess"])
-    calib = build_calibration_set(tiny_dataset / "train", pre, size=64, seed=0)
-    held_out = build_calibration_set(tiny_dataset / "train", pre, size=300, seed=0, min_images=32, warn_short=False,
-                                     exclude=frozenset(calib.paths))
+    calib, held_out = split_calibration_folder(tiny_dataset / "train", pre, calib_size=64,
+                                               score_size=QuantizeOptions().score_size, seed=0,
+                                               min_score_images=MIN_SCORE_IMAGES)
+    assert calib.sha256 == manifest["calibration"]["sha256"] and held_out.sha256 == manifest["held_out"]["sha256"]
     assert len(held_out) == 176 and not set(held_out.paths) & set(calib.paths)
     fp32 = onnx.load(str(tmp_path / "auto" / "builtin_student.fp32.onnx"))
     int8 = onnx.load(str(tmp_path / "auto" / "builtin_student.int8.onnx"))
-    images = np.concatenate([held_out.images, corrupted_batch(held_out.paths, pre)])  # clean + corrupted copies
-    again = compare_logits(onnx_logits(fp32, images), onnx_logits(int8, images))
-    assert round(again.top1_agreement, 4) == chosen[0]["top1_agreement"]
-    assert abs(again.cosine - chosen[0]["cosine"]) < 1e-5
+    images, _, _ = score_images(held_out)  # clean + corrupted copies
+    again = per_image_fidelity(onnx_logits(fp32, images), onnx_logits(int8, images))
+    assert round(float(again.agree.mean()), 4) == chosen[0]["top1_agreement"]
+    assert float(again.kl.mean()) == pytest.approx(chosen[0]["kl"], abs=2e-6)
+    assert float(again.cosine.mean()) == pytest.approx(chosen[0]["cosine"], abs=2e-6)
 
-    # the report's note says which path made the row, and what it was chosen over
+    # the report's note says which path made the row, the baseline, and each other candidate's verdict
     from coatnet_edge.runtime.artifact import artifact_origin
 
     note = artifact_origin(tmp_path / "auto" / "builtin_student.int8.onnx")
-    scores = ", ".join(f"{r['scheme']} {100 * r['top1_agreement']:.1f} %" for r in board)
+    head = ("baseline cnn kept" if chosen[0] is board[0] else f"{chosen[0]['scheme']} kept over the baseline cnn")
+    others = ", ".join(f"{r['scheme']} {r['verdict']}" for r in board[1:])
     smooth = {"smoothquant": " with SmoothQuant", "shift": " with per-channel centring"}.get(extra, "")
-    assert note == (f"made by NNCF PTQ, {scheme} scheme{smooth}, tensorrt preset (kept of {scores} agreement "
-                    "on held-out images)")
+    assert note == (f"made by NNCF PTQ, {scheme} scheme{smooth}, tensorrt preset ({head}; vs baseline on held-out "
+                    f"images: {others})")
 
 
 def test_one_candidate_or_an_explicit_scheme_measures_nothing(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -75,11 +98,20 @@ def test_one_candidate_or_an_explicit_scheme_measures_nothing(tiny_dataset: Path
     assert record["quantization"]["scheme"] == "hybrid" and "selection" not in record["quantization"]
 
 
-def test_without_held_out_images_the_first_candidate_is_kept_and_the_record_says_why(tiny_dataset: Path,
-                                                                                     tmp_path: Path) -> None:
-    record = _quantize(tiny_dataset, tmp_path / "all", "--calib-size", "240")["quantization"]
-    assert record["scheme"] == "hybrid" and record["selection"]["scoreboard"] == []
-    assert record["selection"]["method"].startswith("not measured: 0 held-out images")
+def test_without_held_out_images_the_baseline_is_kept_and_the_record_says_why(tiny_dataset: Path,
+                                                                             tmp_path: Path) -> None:
+    manifest = _quantize(tiny_dataset, tmp_path / "all", "--calib-size", "240")  # every train image calibrates
+    record = manifest["quantization"]
+    assert record["scheme"] == "cnn" and not record["smooth_quant"] and not record["channel_shift"]
+    selection = record["selection"]
+    assert (selection["chosen"], selection["baseline"], selection["scoreboard"]) == ("cnn", "cnn", [])
+    assert selection["method"] == (f"not measured: fewer than {MIN_SCORE_IMAGES} held-out images beyond the "
+                                   "calibration sample")
+    assert manifest["held_out"] is None
+    from coatnet_edge.runtime.artifact import artifact_origin
+
+    assert artifact_origin(tmp_path / "all" / "builtin_student.int8.onnx") == (
+        "made by NNCF PTQ, cnn scheme, tensorrt preset")
 
 
 def test_unknown_candidate_is_one_line(tiny_dataset: Path, tmp_path: Path) -> None:
@@ -110,7 +142,7 @@ def test_modelopt_candidate_is_scored_beside_nncf_and_its_graph_is_tensorrt_clea
 
     board = _quantize(tiny_dataset, tmp_path / "both", "--calib-size", "64", "--candidate", "hybrid",
                       "--candidate", "modelopt")["quantization"]["selection"]["scoreboard"]
-    assert [row["scheme"] for row in board] == ["hybrid", "modelopt"]
+    assert [row["scheme"] for row in board] == ["hybrid", "modelopt"] and board[0]["verdict"] == "baseline"
     assert all(0.5 < row["top1_agreement"] <= 1 and row["cosine"] > 0.9 for row in board)
 
     manifest = _quantize(tiny_dataset, tmp_path / "mo", "--calib-size", "64", "--candidate", "modelopt")

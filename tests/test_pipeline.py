@@ -6,6 +6,8 @@ timed runs) keeps each run to seconds while every library does its real work.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +21,9 @@ import pytest
 from onnx import numpy_helper
 from safetensors.torch import load_file
 
+from coatnet_edge.data.preprocess import PreprocessConfig
+from coatnet_edge.data.sampling import build_calibration_set
+from coatnet_edge.measure.evaluate import load_eval_data
 from coatnet_edge.pipeline.recipe import Recipe, load_recipe, recipe_toml
 from tests.conftest import HAS_TENSORRT, run_cli
 from tests.graphs import constants, qdq_nodes
@@ -40,6 +45,7 @@ workers = 0
 [quantize]
 calib_size = 40
 candidates = ["hybrid"]  # the selection is tested in test_candidates.py
+max_drop = 50.0  # met by plain INT8 (no per-layer ranking): the budget runs, on held-out training images
 [targets]
 build = {targets!r}
 openvino_int8_candidates = ["qdq"]
@@ -89,6 +95,36 @@ def test_recipe_run_prints_table_writes_stages_and_report(first_run: tuple) -> N
                                                          "student.int8.onnx.manifest.json", "student.int8.trtexec.sh"]
         assert "skipped: TensorRT is not installed" in (out / "compare" / "compare.md").read_text()
     assert load_recipe(out / "recipe.toml") == load_recipe(recipe)  # the effective recipe, kept beside the run
+
+
+def test_the_budget_is_fitted_on_held_out_training_images_never_on_the_images_compare_reports_on(
+        first_run: tuple, tiny_dataset: Path) -> None:
+    """`run` never hands quantize the evaluation folder: the --max-drop budget sees the calibration folder beyond its
+    sample, and none of the images (by path or by content) the compare stage evaluates every artifact on."""
+    recipe, _ = first_run
+    out = recipe.parent / "out"
+    manifest = json.loads((out / "quantize" / "student.int8.onnx.manifest.json").read_text())
+    budget = manifest["accuracy_budget"]
+    assert budget is not None and budget["max_drop"] == 50.0 and budget["met"] is True  # the budget ran
+    train, val = (tiny_dataset / "train").resolve(), (tiny_dataset / "val").resolve()
+    root = Path(budget["images_root"]).resolve()
+    assert root == train and budget["images_sha256"] == manifest["held_out"]["sha256"]
+    budget_files = {root / rel for rel in budget["image_paths"]}
+    pre = PreprocessConfig.from_dict(manifest["preprocess"])
+    calib = build_calibration_set(train, pre, size=40, seed=0)
+    assert calib.sha256 == manifest["calibration"]["sha256"]
+    assert len(budget_files) == budget["images"] == 240 - 40 and not budget_files & set(calib.paths)
+
+    method = json.loads((out / "compare" / "compare.json").read_text())["method"]["accuracy"]
+    count, _, data = method.partition(" images of ")
+    assert Path(data).resolve() == val and count == "48"  # [evaluate] limit
+    compared = load_eval_data(data, pre, manifest["class_names"], limit=48).paths
+    assert len(compared) == 48 and not budget_files & {p.resolve() for p in compared}
+
+    def digest(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    assert not {digest(p) for p in budget_files} & {digest(p) for p in val.rglob("*.png")}  # no val picture at all
 
 
 def test_unchanged_stages_are_reused_and_a_new_target_builds_alone(first_run: tuple, tiny_dataset: Path) -> None:
