@@ -28,7 +28,8 @@ from coatnet_edge.calibration.target_inputs import (
     SelectionUnavailable,
     TargetInt8,
     checked_candidates,
-    selection_inputs,
+    inputs_unless_qdq_only,
+    qdq_as_is,
 )
 from coatnet_edge.export.gelu_fusion import fuse_gelu
 from coatnet_edge.runtime.onnxruntime import InMemorySession
@@ -105,16 +106,10 @@ def onnxruntime_int8_for(qdq_onnx: Path, record: dict[str, Any],
     when the FP32 ONNX and calibration images ``quantize`` used are still there; else the Q/DQ graph, and why."""
     candidates = checked_candidates(candidates, ONNXRUNTIME_CANDIDATES, "ONNX Runtime")
     try:
-        inputs = selection_inputs(qdq_onnx, record) if candidates != ("qdq",) else None
+        inputs = inputs_unless_qdq_only(qdq_onnx, record, candidates)
     except SelectionUnavailable as err:
-        inputs, why = None, err.reason
-    else:
-        why = "only the qdq candidate asked"
-    if inputs is None:
-        log(f"onnxruntime: the Q/DQ graph as is ({why})")
-        return TargetInt8(None, "qdq", reference_onnx=qdq_onnx, record={
-            "engine": "onnxruntime", "chosen": "qdq", "path": CANDIDATE_TEXT["qdq"],
-            "method": f"not measured: {why}", "scoreboard": []})
+        log(f"onnxruntime: the Q/DQ graph as is ({err.reason})")
+        return qdq_as_is("onnxruntime", qdq_onnx, CANDIDATE_TEXT["qdq"], err.reason)
 
     def build(name: str) -> Any:
         if name == "qdq":
@@ -123,7 +118,6 @@ def onnxruntime_int8_for(qdq_onnx: Path, record: dict[str, Any],
             inputs.fp32_onnx, inputs.calib_images)
 
     chosen = select("onnxruntime", candidates, build, InMemorySession, inputs.score_set, log=log)
-    log(f"onnxruntime: kept {chosen.chosen} ({CANDIDATE_TEXT[chosen.chosen]})")
     qdq = chosen.chosen == "qdq"
     return TargetInt8(None if qdq else chosen.built, chosen.chosen,
                       reference_onnx=qdq_onnx if qdq else inputs.fp32_onnx,

@@ -26,7 +26,8 @@ from coatnet_edge.calibration.target_inputs import (
     SelectionUnavailable,
     TargetInt8,
     checked_candidates,
-    selection_inputs,
+    inputs_unless_qdq_only,
+    qdq_as_is,
 )
 from coatnet_edge.errors import MissingDependencyError
 from coatnet_edge.runtime.openvino import CpuCompiled
@@ -55,16 +56,10 @@ def openvino_int8_for(qdq_onnx: Path, record: dict[str, Any], candidates: tuple[
     the FP32 ONNX and calibration images ``quantize`` used are still there; else the Q/DQ graph, and why."""
     candidates = checked_candidates(candidates, OPENVINO_CANDIDATES, "OpenVINO")
     try:
-        inputs = selection_inputs(qdq_onnx, record) if candidates != ("qdq",) else None
+        inputs = inputs_unless_qdq_only(qdq_onnx, record, candidates)
     except SelectionUnavailable as err:
-        inputs, why = None, err.reason
-    else:
-        why = "only the qdq candidate asked"
-    if inputs is None:
-        log(f"openvino: the Q/DQ graph converted as is ({why})")
-        return TargetInt8(None, "qdq", "f32", reference_onnx=qdq_onnx, record={
-            "engine": "openvino", "chosen": "qdq", "path": CANDIDATE_TEXT["qdq"], "float_parts": "f32",
-            "method": f"not measured: {why}", "scoreboard": []})
+        log(f"openvino: the Q/DQ graph converted as is ({err.reason})")
+        return qdq_as_is("openvino", qdq_onnx, CANDIDATE_TEXT["qdq"], err.reason, float_parts="f32")
     kept = choose_openvino_int8(inputs, qdq_onnx, candidates, log)
     kept.reference_onnx = qdq_onnx if kept.candidate == "qdq" else inputs.fp32_onnx
     return kept
@@ -112,8 +107,10 @@ def choose_openvino_int8(inputs: SelectionInputs, qdq_onnx: Path, candidates: tu
 
 def _float_parts(chosen: Selection, inputs: SelectionInputs, log: Log) -> tuple[str, dict[str, Any] | None]:
     """``bf16`` when this CPU has bf16 math and the kept model is as faithful and faster with it."""
+    if inputs.score_set is None:
+        return "f32", None
     compiled = CpuCompiled(chosen.built, "bf16")
-    if compiled.float_math != "bf16" or inputs.score_set is None:
+    if compiled.float_math != "bf16":
         return "f32", None  # no bf16 math on this CPU (OpenVINO runs the float parts in f32 anyway), or no scores
     f32 = chosen.scored or score("f32", chosen.built, CpuCompiled(chosen.built, "f32"), inputs.score_set, 0.0)
     f32 = Scored("f32", f32.built, f32.runner, f32.fidelity, f32.seconds)

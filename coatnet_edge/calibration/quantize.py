@@ -146,7 +146,8 @@ def _budget_images(inputs: _Inputs, opts: QuantizeOptions) -> ImageSample | None
         return inputs.evalset
     if inputs.held_out is None:
         raise CoatnetEdgeError(f"--max-drop / --sensitivity need images beyond the {len(inputs.calib)} calibration "
-                               f"images to measure on, and {inputs.calib.root} has fewer than {MIN_SCORE_IMAGES} more",
+                               f"images to measure on, and {inputs.calib.root} has fewer than {MIN_SCORE_IMAGES} more "
+                               f"(--score-size {opts.score_size} caps them)",
                                fix="add --eval-dir DIR (labeled: top-1 drop; unlabeled: agreement with FP32), or "
                                    "lower --calib-size")
     return inputs.held_out.head(opts.eval_size)

@@ -75,11 +75,26 @@ def selection_inputs(qdq_onnx: Path, record: dict[str, Any]) -> SelectionInputs:
         raise SelectionUnavailable(f"the calibration images cannot be read again ({err})") from None
     if calib.sha256 != calibration.get("sha256"):
         raise SelectionUnavailable(f"the calibration images of {root} changed since quantize")
+    if held_out is not None and (record.get("held_out") or {}).get("sha256", held_out.sha256) != held_out.sha256:
+        raise SelectionUnavailable(f"the held-out images of {root} changed since quantize")
     if held_out is None:  # the baseline can still be made, not chosen against
         return SelectionInputs(fp32_onnx, calib.images, None)
     images, what, score_record = score_images(held_out)
     reference = onnx_logits(onnx.load(str(fp32_onnx)), images)
     return SelectionInputs(fp32_onnx, calib.images, ScoreSet(images, reference, what, score_record))
+
+
+def inputs_unless_qdq_only(qdq_onnx: Path, record: dict[str, Any], candidates: tuple[str, ...]) -> SelectionInputs:
+    """``selection_inputs``; ``SelectionUnavailable`` too when only the Q/DQ graph itself was asked for."""
+    if candidates == ("qdq",):
+        raise SelectionUnavailable("only the qdq candidate asked")
+    return selection_inputs(qdq_onnx, record)
+
+
+def qdq_as_is(engine: str, qdq_onnx: Path, text: str, why: str, **extra: Any) -> TargetInt8:
+    """The Q/DQ graph kept unmeasured, and the record of why."""
+    return TargetInt8(None, "qdq", reference_onnx=qdq_onnx, record={
+        "engine": engine, "chosen": "qdq", "path": text, **extra, "method": f"not measured: {why}", "scoreboard": []})
 
 
 def checked_candidates(candidates: tuple[str, ...], allowed: tuple[str, ...], runtime: str) -> tuple[str, ...]:
