@@ -37,12 +37,11 @@ from coatnet_edge.calibration.ptq import PtqSettings
 from coatnet_edge.calibration.selection import (
     MEASURES,
     Scored,
-    ScoreSet,
     badness,
     decide,
     interleaved_p50,
     score,
-    score_images,
+    score_set_of,
 )
 from coatnet_edge.calibration.sensitivity import onnx_logits
 from coatnet_edge.data.corrupt import write_corrupted
@@ -124,8 +123,7 @@ def measure_case(case: Case, seeds: list[int], calib_size: int, work: Path) -> N
         started = time.perf_counter()
         calib, held = split_calibration_folder(case.data / "train", loaded.preprocess, calib_size=calib_size,
                                                score_size=QuantizeOptions.score_size, seed=seed, min_score_images=32)
-        images, what, _ = score_images(held)
-        score_set = ScoreSet(images, onnx_logits(fp32, images), what)
+        score_set = score_set_of(held, fp32)
         arrays: dict[str, np.ndarray] = {}
 
         def record(target: str, item: Scored, *, target_arrays: dict[str, np.ndarray] = arrays) -> None:

@@ -27,7 +27,7 @@ from coatnet_edge.calibration.modelopt_ptq import modelopt_record, require_model
 from coatnet_edge.calibration.options import QuantizeOptions
 from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers
 from coatnet_edge.calibration.qat import QatConfig, qat
-from coatnet_edge.calibration.selection import MIN_SCORE_IMAGES, ScoreSet, score_images
+from coatnet_edge.calibration.selection import MIN_SCORE_IMAGES, score_set_of
 from coatnet_edge.calibration.sensitivity import (
     fit_budget,
     onnx_logits,
@@ -127,11 +127,10 @@ def _check_inputs(model: str | Path, calib_dir: str | Path, eval_dir: str | Path
     if eval_dir is not None:
         evalset = load_eval_data(eval_dir, loaded.preprocess, loaded.class_names, limit=opts.eval_size,
                                  seed=opts.seed + 1)
-    scores_candidates = opts.method == "ptq" and opts.scheme == "auto" and len(opts.candidates) > 1
     budget_on_held_out = (opts.max_drop is not None or opts.sensitivity) and evalset is None
+    needs_held_out = _scores_candidates(opts) or budget_on_held_out
     calib, held_out = split_calibration_folder(calib_dir, loaded.preprocess, calib_size=opts.calib_size,
-                                               score_size=opts.score_size if scores_candidates or budget_on_held_out
-                                               else 0, seed=opts.seed,
+                                               score_size=opts.score_size if needs_held_out else 0, seed=opts.seed,
                                                min_score_images=MIN_SCORE_IMAGES)
     train_folder = scan_folder(train_dir or calib_dir, verify=False) if opts.method == "qat" else None
     return _Inputs(loaded, settings, calib, evalset, train_folder, held_out)
@@ -158,11 +157,11 @@ def _quantize_graph(inputs: _Inputs, fp32_model: Any, opts: QuantizeOptions, qat
     """PTQ on the FP32 ONNX graph (NNCF's ONNX backend), or QAT on the torch model; the Q/DQ model + record."""
     record: dict[str, Any] = {"method": opts.method, "engine": "nncf-onnx" if opts.method == "ptq" else "nncf-torch",
                               **inputs.settings.to_dict()}
-    if opts.method == "ptq" and opts.scheme == "auto" and len(opts.candidates) > 1:
+    if _scores_candidates(opts):
         # the settings before the first candidate's were applied
         base = dataclasses.replace(inputs.settings, smooth_quant=opts.smooth_quant, channel_shift=False)
         ptq, selection = choose_ptq(fp32_model, inputs.calib, base, opts.candidates,
-                                    _score_set(inputs.held_out, fp32_model), log)
+                                    score_set_of(inputs.held_out, fp32_model) if inputs.held_out else None, log)
         record.update(ptq.settings.to_dict(), selection=selection, ignored_nodes=len(ptq.ignored),
                       centred_activations=len(ptq.shifted))
         return ptq.model, _modelopt_made(record, selection["chosen"])
@@ -179,12 +178,9 @@ def _quantize_graph(inputs: _Inputs, fp32_model: Any, opts: QuantizeOptions, qat
     return result.model, record
 
 
-def _score_set(held_out: ImageSample | None, fp32_model: Any) -> ScoreSet | None:
-    """The held-out images and their corrupted copy, with the FP32 graph's logits on them."""
-    if held_out is None:
-        return None
-    images, what, record = score_images(held_out)
-    return ScoreSet(images, onnx_logits(fp32_model, images), what, record)
+def _scores_candidates(opts: QuantizeOptions) -> bool:
+    """PTQ with ``--scheme auto`` and more than one candidate: the only case that needs a score set."""
+    return opts.method == "ptq" and opts.scheme == "auto" and len(opts.candidates) > 1
 
 
 def _modelopt_made(record: dict[str, Any], chosen: str) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from coatnet_edge.data.corrupt import corrupted_batch
+from coatnet_edge.calibration.sensitivity import onnx_logits
+from coatnet_edge.data.corrupt import CORRUPTIONS, corrupted_batch
 from coatnet_edge.data.sampling import ImageSample
 from coatnet_edge.metrics import PerImage, per_image_fidelity
 from coatnet_edge.runtime.base import run_batches
@@ -53,11 +54,16 @@ def score_images(held_out: ImageSample) -> tuple[np.ndarray, str, dict[str, Any]
     near decision boundaries, and shifted inputs have more of them."""
     corrupted = corrupted_batch(held_out.paths, held_out.preprocess, severities=SCORE_SEVERITIES)
     what = (f"{len(held_out)} images of {held_out.root} beyond the calibration sample, and the same images "
-            f"corrupted (blur, noise, contrast, JPEG x severities {', '.join(map(str, SCORE_SEVERITIES))}, cycled)")
+            f"corrupted ({', '.join(CORRUPTIONS)} x severities {', '.join(map(str, SCORE_SEVERITIES))}, cycled)")
     record = {"root": str(held_out.root), "images": len(held_out), "sha256": held_out.sha256,
-              "corrupted_copy": {"kinds": ["blur", "noise", "contrast", "jpeg"],
-                                 "severities": list(SCORE_SEVERITIES)}}
+              "corrupted_copy": {"kinds": list(CORRUPTIONS), "severities": list(SCORE_SEVERITIES)}}
     return np.concatenate([held_out.images, corrupted]), what, record
+
+
+def score_set_of(held_out: ImageSample, fp32_model: Any) -> ScoreSet:
+    """The score set of a held-out sample: its images, their corrupted copy, and the FP32 graph's logits on them."""
+    images, what, record = score_images(held_out)
+    return ScoreSet(images, onnx_logits(fp32_model, images), what, record)
 
 
 def badness(fidelity: PerImage, measure: str) -> np.ndarray:

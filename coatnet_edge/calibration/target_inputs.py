@@ -15,8 +15,7 @@ import numpy as np
 import onnx
 
 from coatnet_edge.calibration.options import QuantizeOptions
-from coatnet_edge.calibration.selection import MIN_SCORE_IMAGES, ScoreSet, score_images
-from coatnet_edge.calibration.sensitivity import onnx_logits
+from coatnet_edge.calibration.selection import MIN_SCORE_IMAGES, ScoreSet, score_set_of
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.data.sampling import split_calibration_folder
 from coatnet_edge.errors import CoatnetEdgeError
@@ -79,9 +78,7 @@ def selection_inputs(qdq_onnx: Path, record: dict[str, Any]) -> SelectionInputs:
         raise SelectionUnavailable(f"the held-out images of {root} changed since quantize")
     if held_out is None:  # the baseline can still be made, not chosen against
         return SelectionInputs(fp32_onnx, calib.images, None)
-    images, what, score_record = score_images(held_out)
-    reference = onnx_logits(onnx.load(str(fp32_onnx)), images)
-    return SelectionInputs(fp32_onnx, calib.images, ScoreSet(images, reference, what, score_record))
+    return SelectionInputs(fp32_onnx, calib.images, score_set_of(held_out, onnx.load(str(fp32_onnx))))
 
 
 def inputs_unless_qdq_only(qdq_onnx: Path, record: dict[str, Any], candidates: tuple[str, ...]) -> SelectionInputs:

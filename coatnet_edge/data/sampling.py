@@ -9,6 +9,7 @@ OpenVINO.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import warnings
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ class ImageSample:
     def __len__(self) -> int:
         return len(self.paths)
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
         """Hash of the chosen files (relative paths + contents), in the order used."""
         digest = hashlib.sha256()
