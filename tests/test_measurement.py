@@ -166,6 +166,7 @@ def test_compare_table_cells_carry_intervals_and_stay_parseable(tmp_path: Path) 
     cells = {n: c.strip() for n, c in zip(names, lines[header + 3].strip("|").split("|"), strict=True)}
     assert cells["agreement"] == "0.9858 [0.978, 0.991]" and float(cells["agreement"].split()[0]) == agreement
     assert cells["top1"] == "0.9000 [0.882, 0.916]" and float(cells["top1"].split()[0]) == top1
+    assert cells["cosine"] == "0.99800 [0.99750, 0.99850]" and cells["sqnr_db"] == "20.5 [19.8, 21.1]"
     old = {n: c.strip() for n, c in zip(names, lines[header + 2].strip("|").split("|"), strict=True)}
     assert old["top1"] == "0.9050" and old["agreement"] == "1.0000"  # no interval in the file: the plain value
     assert INTERVALS in files["md"].read_text()

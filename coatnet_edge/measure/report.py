@@ -32,7 +32,8 @@ COLUMNS = ["device", "artifact", "backend", "precision", "top1", "agreement", "c
 # metric column -> its interval in an ``evaluate`` row; the CSV appends the bounds after COLUMNS
 INTERVAL_KEYS = {"top1": "top1_ci", "agreement": "agreement_ci", "cosine": "cosine_ci", "sqnr_db": "sqnr_db_ci"}
 CSV_COLUMNS = [*COLUMNS, *(f"{m}_{end}" for m in INTERVAL_KEYS for end in ("low", "high")), "images"]
-SHOWN_WITH_INTERVAL = ("top1", "agreement")  # the table cells that print their interval
+# every accuracy cell prints its interval, its bounds at the precision that tells them apart
+INTERVAL_FORMATS = {"top1": ".3f", "agreement": ".3f", "cosine": ".5f", "sqnr_db": ".1f"}
 
 
 @dataclass
@@ -122,7 +123,7 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
-FORMATS = {"top1": ".4f", "agreement": ".4f", "cosine": ".6f", "sqnr_db": ".1f", "size_mb": ".2f", "p50_ms": ".3f",
+FORMATS = {"top1": ".4f", "agreement": ".4f", "cosine": ".5f", "sqnr_db": ".1f", "size_mb": ".2f", "p50_ms": ".3f",
            "p90_ms": ".3f", "speedup": ".2f"}
 
 
@@ -135,17 +136,17 @@ def table_cells(row: dict[str, Any], columns: list[str] = COLUMNS) -> list[str]:
 
 
 def _cell(row: dict[str, Any], column: str) -> str:
-    """One table cell; top-1 and agreement as ``value [low, high]`` where the row has the interval."""
+    """One table cell; an accuracy metric as ``value [low, high]`` where the row has the interval."""
     text = _fmt(row.get(column), FORMATS.get(column, ""))
     low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
-    if column not in SHOWN_WITH_INTERVAL or row.get(column) is None or low is None or high is None:
+    if column not in INTERVAL_FORMATS or row.get(column) is None or low is None or high is None:
         return text
-    return f"{text} [{low:.3f}, {high:.3f}]"
+    return f"{text} [{_fmt(low, INTERVAL_FORMATS[column])}, {_fmt(high, INTERVAL_FORMATS[column])}]"
 
 
 def has_intervals(rows: list[dict[str, Any]]) -> bool:
     """Whether any table cell shows an interval (then the table's title says what the intervals are)."""
-    return any(r.get(f"{m}_low") is not None for r in rows for m in SHOWN_WITH_INTERVAL)
+    return any(r.get(f"{m}_low") is not None for r in rows for m in INTERVAL_FORMATS)
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

@@ -21,7 +21,7 @@ MACS_NOTE = "MACs: conv + matmul multiply-accumulates counted by torch's FlopCou
 
 # (column, result key, format) of the accuracy / latency / INT8-check tables
 _EVALUATION = (("top-1", "top1", ".4f"), ("top-5", "top5", ".4f"),
-               ("agreement", "vs_reference_top1_agreement", ".4f"), ("cosine", "vs_reference_cosine", ".6f"),
+               ("agreement", "vs_reference_top1_agreement", ".4f"), ("cosine", "vs_reference_cosine", ".5f"),
                ("SQNR dB", "vs_reference_sqnr_db", ".1f"), ("max |diff|", "vs_reference_max_abs", ".2e"))
 _LATENCY = (("batch", "batch", ""), ("p50 ms", "p50_ms", ".3f"), ("p90 ms", "p90_ms", ".3f"),
             ("p99 ms", "p99_ms", ".3f"), ("mean ms", "mean_ms", ".3f"), ("std ms", "std_ms", ".3f"),
@@ -33,7 +33,9 @@ _PARITY_KEYS = ("parity_vs_pytorch", "parity_vs_onnx")
 # result key -> (its ``[low, high]`` key, format of the bounds): cells shown as ``value [low, high]``
 _INTERVAL_OF = {"top1": ("top1_ci", ".3f"), "vs_reference_top1_agreement": ("agreement_ci", ".3f"),
                 "fp32_top1": ("fp32_top1_ci", ".3f"), "int8_top1": ("int8_top1_ci", ".3f"),
-                "top1_drop_points": ("top1_drop_points_ci", ".2f"), "agreement_top1_agreement": ("agreement_ci", ".3f")}
+                "top1_drop_points": ("top1_drop_points_ci", ".2f"), "agreement_top1_agreement": ("agreement_ci", ".3f"),
+                "vs_reference_cosine": ("cosine_ci", ".5f"), "vs_reference_sqnr_db": ("sqnr_db_ci", ".1f"),
+                "agreement_cosine": ("cosine_ci", ".5f"), "agreement_sqnr_db": ("sqnr_db_ci", ".1f")}
 
 
 @dataclass
