@@ -108,10 +108,15 @@ def agreement_text(reference: Any, output: Any) -> str:
     return share_text(per_image_fidelity(reference, output).agree)
 
 
+def mean_text(per_image: Any, digits: int = 5) -> str:
+    """The mean of per-image scores with its image-bootstrap interval: '0.99846 [0.99821, 0.99867]'."""
+    mean = bootstrap_mean(per_image)
+    return f"{mean.value:.{digits}f} [{mean.low:.{digits}f}, {mean.high:.{digits}f}]"
+
+
 def cosine_text(reference: Any, output: Any) -> str:
-    """Mean logit cosine with its image-bootstrap interval: '0.99846 [0.99821, 0.99867]'."""
-    mean = bootstrap_mean(per_image_fidelity(reference, output).cosine)
-    return f"{mean.value:.5f} [{mean.low:.5f}, {mean.high:.5f}]"
+    """Mean logit cosine of ``output`` vs ``reference`` with its image-bootstrap interval."""
+    return mean_text(per_image_fidelity(reference, output).cosine)
 
 
 def change_text(hits: Any, baseline_hits: Any) -> str:

@@ -18,10 +18,9 @@ from pathlib import Path
 from docpage import Machine, table, write_page  # the script folder is on sys.path
 
 from coatnet_edge.data.synth import SynthConfig
-from coatnet_edge.stats import wilson
-
 from coatnet_edge.models.profile import profile_config
 from coatnet_edge.models.registry import get_variant, list_variants
+from coatnet_edge.stats import wilson
 
 ASSETS = Path(__file__).resolve().parents[1] / "coatnet_edge" / "assets"
 # Dai et al. 2021 (CoAtNet), ImageNet-1K models at 224 px: params and FLOPs as the paper reports them.
@@ -77,8 +76,8 @@ def builtin() -> tuple[str, str]:
         cpu = m["environment"]["cpu"]
         machines.append(f"- {role}: {cpu['model']}, {cpu['logical_cores']} cores ({', '.join(cpu['isa'])}); "
                         f"torch {m['environment']['versions'].get('torch')}; weights sha256 {m['sha256'][:16]}...")
-    return (table(["model", "variant", "params", "MMACs @64", "val top-1 % (built-in val split, 95 % Wilson interval)", "training",
-                   "training time"], rows), "\n".join(machines) + "\n")
+    return (table(["model", "variant", "params", "MMACs @64", "val top-1 (built-in val split, 95 % Wilson interval)",
+                   "training", "training time"], rows), "\n".join(machines) + "\n")
 
 
 def _top1_text(top1: float) -> str:
