@@ -103,6 +103,27 @@ def share_text(hits: Any) -> str:
     return f"{100 * share.value:.2f} [{100 * share.low:.1f}, {100 * share.high:.1f}]"
 
 
+def fraction_text(fraction: float, images: int) -> str:
+    """A share given as a fraction of ``images`` (e.g. a library's top-1 agreement), with its Wilson interval."""
+    share = wilson(round(fraction * images), images)
+    return f"{100 * share.value:.2f} [{100 * share.low:.1f}, {100 * share.high:.1f}]"
+
+
+def fidelity_fields(reference: Any, output: Any, prefix: str = "") -> dict[str, Any]:
+    """``<prefix>agree`` (%) and ``<prefix>cos`` as numbers for a script's logic, ``..._text`` cells with their
+    intervals for its tables, and ``<prefix>hits`` (per-image agreement) for paired comparisons."""
+    per_image = per_image_fidelity(reference, output)
+    return {f"{prefix}agree": round(100 * float(per_image.agree.mean()), 2),
+            f"{prefix}cos": round(float(per_image.cosine.mean()), 5),
+            f"{prefix}agree_text": share_text(per_image.agree), f"{prefix}cos_text": mean_text(per_image.cosine),
+            f"{prefix}hits": per_image.agree}
+
+
+def printable(row: dict[str, Any]) -> dict[str, Any]:
+    """A row without its per-image arrays, for a JSON progress line."""
+    return {k: v for k, v in row.items() if not hasattr(v, "shape")}
+
+
 def agreement_text(reference: Any, output: Any) -> str:
     """Top-1 agreement of ``output`` with ``reference`` logits in %, with its Wilson interval."""
     return share_text(per_image_fidelity(reference, output).agree)

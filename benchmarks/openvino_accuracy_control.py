@@ -94,7 +94,8 @@ def paths_for(source: str, data: Path, corrupted: Path, max_drop: float) -> list
             row[f"{split}_cos"] = f"{scores.cosine.mean():.5f}"
             row[f"{split}_cos_text"] = mean_text(scores.cosine)
             row[f"{split}_hits"] = scores.agree
-        row["vs_baseline"] = change_text(row["corrupted_hits"], (rows[0] if rows else row)["corrupted_hits"])
+        row["vs_baseline"] = (change_text(row["corrupted_hits"], rows[0]["corrupted_hits"]) if rows
+                             else "(the baseline)")
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if not k.endswith("_hits")}), flush=True)
     return rows

@@ -23,7 +23,17 @@ from typing import Any
 
 import numpy as np
 import onnx
-from docpage import Machine, table, write_page  # the script folder is on sys.path
+from docpage import (  # the script folder is on sys.path
+    INTERVALS_NOTE,
+    Machine,
+    change_text,
+    fidelity_fields,
+    fraction_text,
+    printable,
+    share_text,
+    table,
+    write_page,
+)
 
 from coatnet_edge.calibration.candidates import quantize_candidate
 from coatnet_edge.calibration.layer_cost import compiled_f32, measure_costs, per_ms_order
@@ -40,7 +50,6 @@ from coatnet_edge.data.synth import SynthConfig, write_dataset
 from coatnet_edge.export.onnx import export_fp32_onnx
 from coatnet_edge.export.qdq_rules import check_qdq
 from coatnet_edge.measure.benchmark import time_runner
-from coatnet_edge.metrics import compare_logits
 from coatnet_edge.models.source import load_model
 
 METHOD = """Candidates of the TensorRT target (`coatnet-edge quantize --candidate ...`): {candidates}, each made
@@ -57,7 +66,8 @@ corrupted split; then the top-k of them in float together, adding 4 at a time pa
 split reaches 99 % agreement and 0.999 cosine. "Where INT8 changes a prediction": for the kept candidate on
 both splits, FP32's softmax margin (top-1 minus top-2 probability) over all images and over the images
 whose top-1 the INT8 graph changes, and how many of those lie among the 10 % of images with the smallest
-margin."""
+margin. {intervals} "vs baseline" is the candidate's corrupted-split agreement minus the
+first candidate's (the target's baseline), paired on the same images."""
 
 
 TARGET_AGREE, TARGET_COS = 99.0, 0.999  # issue 16's fidelity target, % and logit cosine
@@ -89,12 +99,12 @@ def candidate_rows(label: str, source: str, data: Path, corrupted: Path, calib_s
                                "quantized_layers": rules.quantized_layers, "float_layers": len(rules.float_layers)}
         for name, x in images.items():
             outputs[(candidate, name)] = logits(graph, x)
-            agreement = compare_logits(reference[name], outputs[(candidate, name)])
-            row[f"{name}_agree"] = round(agreement.top1_agreement * 100, 2)
-            row[f"{name}_cos"] = round(agreement.cosine, 5)
+            row.update(fidelity_fields(reference[name], outputs[(candidate, name)], prefix=f"{name}_"))
+        row["vs_baseline"] = (change_text(row["corrupted_hits"], rows[0]["corrupted_hits"]) if rows
+                             else "(the baseline)")
         rows.append(row)
         graphs[candidate] = graph
-        print(json.dumps(row), flush=True)
+        print(json.dumps(printable(row)), flush=True)
     best = max(rows, key=lambda r: (r["corrupted_agree"], r["corrupted_cos"]))
     evidence = {"model": label, "candidate": best["candidate"], "graph": graphs[best["candidate"]], "fp32": fp32,
                 "images": images["corrupted"], "reference": reference["corrupted"], "base": best,
@@ -113,7 +123,7 @@ def margin_row(model: str, candidate: str, split: str, reference: Any, output: A
     flipped = reference.argmax(1) != output.argmax(1)
     uncertain = margin <= np.quantile(margin, 0.1)
     row = {"model": model, "candidate": candidate, "split": split, "images": len(margin),
-           "fp32_top1": round(100 * float(np.mean(reference.argmax(1) == labels)), 2),
+           "fp32_top1": share_text(reference.argmax(1) == np.asarray(labels)),
            "flipped": int(flipped.sum()), "median_margin": round(float(np.median(margin)), 3),
            "median_margin_flipped": round(float(np.median(margin[flipped])), 3) if flipped.any() else None,
            "flipped_in_uncertain": int((flipped & uncertain).sum())}
@@ -126,16 +136,15 @@ def per_layer(evidence: dict[str, Any], top: int) -> tuple[list[dict[str, Any]],
     graph, fp32, images, reference = (evidence[k] for k in ("graph", "fp32", "images", "reference"))
     ranking = rank_layers(graph, fp32, images, reference)
     layers = [{"model": evidence["model"], "rank": i, "node": r.node, "op": r.op_type,
-               "sqnr_gain_db": round(r.sqnr_gain_db, 2), "agree_alone": round(100 * r.top1_agreement, 2)}
+               "sqnr_gain_db": round(r.sqnr_gain_db, 2), "agree_alone": fraction_text(r.top1_agreement, len(images))}
               for i, r in enumerate(ranking[:top], 1)]
     together = []
 
     def in_float(k: int) -> dict[str, Any]:
-        agreement = compare_logits(reference, logits(with_float_nodes(graph, [r.node for r in ranking[:k]], fp32),
-                                                     images))
+        output = logits(with_float_nodes(graph, [r.node for r in ranking[:k]], fp32), images)
         together.append({"model": evidence["model"], "float_layers": k, "of": len(ranking),
-                         "agree": round(100 * agreement.top1_agreement, 2), "cos": round(agreement.cosine, 5)})
-        print(json.dumps(together[-1]), flush=True)
+                         **fidelity_fields(reference, output)})
+        print(json.dumps(printable(together[-1])), flush=True)
         return together[-1]
 
     for k in (1, 2, 4, top):
@@ -172,11 +181,10 @@ def budget_orders(evidence: dict[str, Any], ranking: list, counts: tuple[int, ..
                 timings[key].append(time_runner(compiled[key], images[:1], warmup=5, runs=50)["p50_ms"])
     rows = []
     for (name, k), model in variants.items():
-        agreement = compare_logits(reference, logits(model, images))
         rows.append({"model": evidence["model"], "order": name, "float_layers": k,
-                     "agree": round(100 * agreement.top1_agreement, 2), "cos": round(agreement.cosine, 5),
+                     **fidelity_fields(reference, logits(model, images)),
                      "p50_ms": round(float(np.median(timings[(name, k)])), 3)})
-        print(json.dumps(rows[-1]), flush=True)
+        print(json.dumps(printable(rows[-1])), flush=True)
     return rows
 
 
@@ -186,32 +194,32 @@ def summary(rows: list[dict[str, Any]], together: list[dict[str, Any]], orders: 
         mine = [r for r in rows if r["model"] == model]
         best = {split: max(mine, key=lambda r, s=split: (r[f"{s}_agree"], r[f"{s}_cos"])) for split in
                 ("clean", "corrupted")}
-        text = "; ".join(f"{split}: {b['candidate']} {b[f'{split}_agree']} % / {b[f'{split}_cos']}"
+        text = "; ".join(f"{split}: {b['candidate']} {b[f'{split}_agree_text']} % / {b[f'{split}_cos_text']}"
                          for split, b in best.items())
         mo = [r for r in mine if r["candidate"] == MODELOPT]
         if mo:
-            text += (f"; Model Optimizer {mo[0]['clean_agree']} % / {mo[0]['clean_cos']} clean, "
-                     f"{mo[0]['corrupted_agree']} % / {mo[0]['corrupted_cos']} corrupted, "
+            text += (f"; Model Optimizer {mo[0]['clean_agree_text']} % / {mo[0]['clean_cos_text']} clean, "
+                     f"{mo[0]['corrupted_agree_text']} % / {mo[0]['corrupted_cos_text']} corrupted, "
                      f"{mo[0]['quantized_layers']} INT8 layers")
         all_float = [t for t in together if t["model"] == model and t["float_layers"] == t["of"]]
         if all_float:
             text += (f"; every one of the {all_float[0]['of']} quantized layers back in float gives "
-                     f"{all_float[0]['agree']} % / {all_float[0]['cos']} (the fall-back rewiring is exact)")
+                     f"{all_float[0]['agree_text']} % / {all_float[0]['cos_text']} (the fall-back rewiring is exact)")
         reached = [t for t in together if t["model"] == model and t["agree"] >= TARGET_AGREE
                    and t["cos"] >= TARGET_COS]
         if reached:
             first = min(reached, key=lambda t: t["float_layers"])
             text += (f"; {TARGET_AGREE:g} % / {TARGET_COS:g} on the corrupted split first with {first['float_layers']} "
-                     f"of {first['of']} layers in float ({first['agree']} % / {first['cos']})")
+                     f"of {first['of']} layers in float ({first['agree_text']} % / {first['cos_text']})")
         k = max((t["float_layers"] for t in orders if t["model"] == model), default=0)
         pair = {t["order"]: t for t in orders if t["model"] == model and t["float_layers"] in (0, k)}
         if {"sensitivity", "per-ms", "all INT8", "FP32"} <= set(pair):
-            text += "; " + ", ".join(f"{name} {pair[name]['agree']} % / {pair[name]['cos']} at "
+            text += "; " + ", ".join(f"{name} {pair[name]['agree_text']} % / {pair[name]['cos_text']} at "
                                      f"{pair[name]['p50_ms']} ms" for name in ("all INT8", "FP32")) + \
                 f"; {k} layers in float: " + ", ".join(
-                    f"{name} order {pair[name]['agree']} % / {pair[name]['cos']} at {pair[name]['p50_ms']} ms"
+                    f"{name} order {pair[name]['agree_text']} % / {pair[name]['cos_text']} at {pair[name]['p50_ms']} ms"
                     for name in ("sensitivity", "per-ms")) + " (corrupted split, OpenVINO batch-1 p50)"
-        lines.append(f"- **{model}** — most faithful {text}.")
+        lines.append(f"- **{model}** — highest agreement in hindsight (ties within the intervals are ties) {text}.")
     return "\n".join(lines) + "\n"
 
 
@@ -247,15 +255,18 @@ def main() -> None:
     note = "" if MODELOPT in candidates else " nvidia-modelopt was not installed for this run: no Model Optimizer row."
     cand_table = table(
         ["model", "candidate", "clean agree %", "clean cosine", "corrupted agree %", "corrupted cosine",
-         "TensorRT rules: errors / advisories", "INT8 / float layers", "seconds"],
-        [[r["model"], r["candidate"], r["clean_agree"], r["clean_cos"], r["corrupted_agree"], r["corrupted_cos"],
-          f"{r['rule_errors']} / {r['advisories']}", f"{r['quantized_layers']} / {r['float_layers']}", r["seconds"]]
+         "corrupted agree vs baseline (points)", "TensorRT rules: errors / advisories", "INT8 / float layers",
+         "seconds"],
+        [[r["model"], r["candidate"], r["clean_agree_text"], r["clean_cos_text"], r["corrupted_agree_text"],
+          r["corrupted_cos_text"], r["vs_baseline"], f"{r['rule_errors']} / {r['advisories']}",
+          f"{r['quantized_layers']} / {r['float_layers']}", r["seconds"]]
          for r in rows])
     layer_table = table(["model (kept candidate)", "rank", "layer", "op", "SQNR gain dB", "agreement % alone in float"],
                         [[f"{r['model']} ({r['candidate']})", r["rank"], f"`{r['node']}`", r["op"], r["sqnr_gain_db"],
                           r["agree_alone"]] for r in layers])
     k_table = table(["model", "layers in float (most sensitive first)", "corrupted agree %", "corrupted cosine"],
-                    [[t["model"], f"{t['float_layers']} of {t['of']}", t["agree"], t["cos"]] for t in together])
+                    [[t["model"], f"{t['float_layers']} of {t['of']}", t["agree_text"], t["cos_text"]]
+                     for t in together])
     margin_table = table(["model (kept candidate)", "split", "images", "FP32 top-1 %", "top-1 changed by INT8",
                           "median FP32 margin, all", "median FP32 margin, changed",
                           "changed among the 10 % least certain"],
@@ -264,11 +275,11 @@ def main() -> None:
                           for r in margins])
     order_table = table(["model", "order", "layers in float", "corrupted agree %", "corrupted cosine",
                          "OpenVINO batch-1 p50 ms (f32 float parts)"],
-                        [[r["model"], r["order"], r["float_layers"], r["agree"], r["cos"], r["p50_ms"]]
+                        [[r["model"], r["order"], r["float_layers"], r["agree_text"], r["cos_text"], r["p50_ms"]]
                          for r in orders])
     write_page("tensorrt_candidates.md", title="INT8 for TensorRT: every candidate, and the per-layer evidence",
                method=METHOD.format(candidates=", ".join(candidates), calib=args.calib_size, modelopt_note=note,
-                                    top=args.top),
+                                    top=args.top, intervals=INTERVALS_NOTE),
                machine=machine, wall_s=time.perf_counter() - started,
                sections=["## Summary\n\n" + summary(rows, together, orders), "## Candidates\n\n" + cand_table,
                          "## Most sensitive layers of the kept candidate (corrupted split)\n\n" + layer_table,
