@@ -111,12 +111,12 @@ def fraction_text(fraction: float, images: int) -> str:
 
 def fidelity_fields(reference: Any, output: Any, prefix: str = "") -> dict[str, Any]:
     """``<prefix>agree`` (%) and ``<prefix>cos`` as numbers for a script's logic, ``..._text`` cells with their
-    intervals for its tables, and ``<prefix>hits`` (per-image agreement) for paired comparisons."""
+    intervals for its tables, and ``<prefix>hits`` / ``<prefix>cosines`` (per image) for paired comparisons."""
     per_image = per_image_fidelity(reference, output)
     return {f"{prefix}agree": round(100 * float(per_image.agree.mean()), 2),
             f"{prefix}cos": round(float(per_image.cosine.mean()), 5),
             f"{prefix}agree_text": share_text(per_image.agree), f"{prefix}cos_text": mean_text(per_image.cosine),
-            f"{prefix}hits": per_image.agree}
+            f"{prefix}hits": per_image.agree, f"{prefix}cosines": per_image.cosine}
 
 
 def printable(row: dict[str, Any]) -> dict[str, Any]:

@@ -21,22 +21,24 @@ import logging
 import time
 from pathlib import Path
 
-from docpage import Machine, table, write_page  # the script folder is on sys.path
+from docpage import INTERVALS_NOTE, Machine, change_text, fidelity_fields, mean_text, printable, table, write_page
 
 METHOD = """
 Model: timm `{name}` built with `pretrained=False` and 12 classes, random weights (seed 0) saved to a
 local safetensors file and loaded as `timm:{name}` + weights, as a user's fine-tuned checkpoint would
 be (nothing is downloaded). Images: the built-in shapes drawn at 256 px; {calib} calibration images
 from the train split, 240 evaluation images from the validation split, the timm model's own
-preprocessing. Toolkit rows: `coatnet_edge.export` FP32 ONNX and OpenVINO IR, and INT8 (NNCF PTQ on
-the ONNX graph, hybrid scheme with timm's stage map, TensorRT preset) as Q/DQ ONNX and as the IR
-converted from it. Plain row: what a user writes without the toolkit: `torch.onnx.export` (legacy
+preprocessing. Toolkit rows: `coatnet_edge.export` FP32 ONNX and OpenVINO IR, and INT8 with the
+toolkit's defaults (`export --precision int8`: the TensorRT target's Q/DQ graph, then `export --backend
+openvino --int8` from it), each row saying how it was made (the "made by" column, from its manifest).
+Plain row: what a user writes without the toolkit: `torch.onnx.export` (legacy
 exporter, opset 17) -> `ov.convert_model` -> `nncf.quantize` with default settings on the OpenVINO
 model -> IR. Agreement: top-1 agreement and mean logit cosine against the toolkit FP32 ONNX in ONNX
 Runtime on the 240 images. Latency: batch 1, 10 untimed warm-up runs then {runs} timed
 `runner.run(batch)` calls (`time.perf_counter`, host to host), p50/p90 in ms, ONNX Runtime or
 OpenVINO CPU with default threading, all in one process; speed-up = OpenVINO FP32 IR p50 / row p50.
 Random weights make agreement a measure of quantization error, not of accuracy on a real task.
+{intervals} The summary compares the two INT8 IRs paired on the same images.
 """
 
 
@@ -51,10 +53,10 @@ def main() -> None:
     from coatnet_edge.data.synth import SynthConfig, write_dataset
     from coatnet_edge.environment import cpu_info
     from coatnet_edge.measure.benchmark import time_runner
-    from coatnet_edge.metrics import compare_logits
     from coatnet_edge.models.timm_source import timm_preprocess
     from coatnet_edge.pipeline.export import export
     from coatnet_edge.runtime import load_runner
+    from coatnet_edge.runtime.artifact import artifact_origin
     from coatnet_edge.runtime.base import run_batches
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,39 +111,42 @@ def main() -> None:
                                  ("plain NNCF-OpenVINO INT8 IR", plain / "model_int8.xml", "openvino")):
         runner = load_runner(path, backend=backend, precision="int8" if "INT8" in label else "fp32")
         # the plain export has a fixed batch of 1, as torch.onnx.export writes it without dynamic_axes
-        agreement = compare_logits(ref, run_batches(runner, val, 1 if label.startswith("plain") else 24))
+        output = run_batches(runner, val, 1 if label.startswith("plain") else 24)
         latency = time_runner(runner, image, warmup=10, runs=args.runs)
-        rows.append({"config": label, "top1_agreement": agreement.top1_agreement, "cosine": agreement.cosine,
-                     "p50_ms": latency["p50_ms"], "p90_ms": latency["p90_ms"]})
-        print(json.dumps(rows[-1]), flush=True)
+        made_by = "NNCF defaults on ov.convert_model" if label.startswith("plain") else artifact_origin(path) or ""
+        rows.append({"config": label, **fidelity_fields(ref, output),
+                     "p50_ms": latency["p50_ms"], "p90_ms": latency["p90_ms"], "made_by": made_by})
+        print(json.dumps(printable(rows[-1])), flush=True)
     base = rows[1]["p50_ms"]
     print(json.dumps({k: round(v, 1) for k, v in timings.items()}))
-    results = table(["configuration", "top-1 agreement with FP32", "cosine", "p50 ms", "p90 ms",
-                     "speed-up vs OpenVINO FP32"],
-                    [[r["config"], f"{r['top1_agreement']:.4f}", f"{r['cosine']:.5f}", f"{r['p50_ms']:.2f}",
-                      f"{r['p90_ms']:.2f}", f"{base / r['p50_ms']:.2f}"] for r in rows])
+    results = table(["configuration", "top-1 agreement with FP32 %", "cosine", "p50 ms", "p90 ms",
+                     "speed-up vs OpenVINO FP32", "made by"],
+                    [[r["config"], r["agree_text"], r["cos_text"], f"{r['p50_ms']:.2f}",
+                      f"{r['p90_ms']:.2f}", f"{base / r['p50_ms']:.2f}", r["made_by"]] for r in rows])
     steps = table(["step", "seconds"], [[k.removesuffix(" s"), round(v, 1)] for k, v in timings.items()])
     print()
     print(results)
     print(steps)
     tool, plain = rows[3], rows[4]
-    summary = (f"- toolkit INT8 IR: {base / tool['p50_ms']:.2f}x OpenVINO FP32, cosine {tool['cosine']:.5f}, "
-               f"agreement {tool['top1_agreement']:.4f}\n"
+    summary = (f"- toolkit INT8 IR: {base / tool['p50_ms']:.2f}x OpenVINO FP32 (p50 ratio, one run), cosine "
+               f"{tool['cos_text']}, agreement {tool['agree_text']} %\n"
                f"- plain NNCF-OpenVINO INT8 IR: {base / plain['p50_ms']:.2f}x OpenVINO FP32, cosine "
-               f"{plain['cosine']:.5f}, agreement {plain['top1_agreement']:.4f}\n"
-               f"- faster of the two: {'plain' if plain['p50_ms'] < tool['p50_ms'] else 'toolkit'}; higher cosine: "
-               f"{'plain' if plain['cosine'] > tool['cosine'] else 'toolkit'}\n")
+               f"{plain['cos_text']}, agreement {plain['agree_text']} %\n"
+               f"- toolkit minus plain, paired on the {len(val)} images: agreement "
+               f"{change_text(tool['hits'], plain['hits'])} (points); cosine "
+               f"{mean_text(tool['cosines'] - plain['cosines'])} (interval over images)\n")
     write_page("timm.md", title=f"A timm CoAtNet ({args.name}): toolkit vs the plain NNCF-OpenVINO path",
-               machine=machine, method=METHOD.format(name=args.name, calib=args.calib_size, runs=args.runs),
+               machine=machine, method=METHOD.format(name=args.name, calib=args.calib_size, runs=args.runs,
+                                                           intervals=INTERVALS_NOTE),
                sections=["## Agreement and latency\n", results, "## Time per step\n", steps,
                          "## Generated from the tables above\n", summary, DIFFERENCE],
                wall_s=time.perf_counter() - wall_started)
 
 
-DIFFERENCE = """What differs between the two INT8 rows (by construction, not measured): the toolkit's INT8 is one
-symmetric Q/DQ model that TensorRT also takes, with the attention stages' LayerNorm, Softmax and adds
-kept float; the plain result is NNCF's default quantization of the OpenVINO model (default preset,
-every op NNCF quantizes by default), an IR for OpenVINO only.
+DIFFERENCE = """What differs between the two INT8 rows (by construction, not measured): the toolkit's IR is what
+its OpenVINO target made from its INT8 ONNX (see "made by"); the plain result is NNCF's default
+quantization of the OpenVINO model (default preset, every op NNCF quantizes by default), an IR for
+OpenVINO only.
 """
 
 
