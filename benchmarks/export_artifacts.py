@@ -20,12 +20,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from docpage import Machine, table, write_page  # the script folder is on sys.path
+from docpage import INTERVALS_NOTE, Machine, fidelity_fields, fraction_text, mean_text, printable, table, write_page
 
 from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.data.synth import SynthConfig, write_dataset
 from coatnet_edge.environment import cpu_info
-from coatnet_edge.metrics import compare_logits
 from coatnet_edge.pipeline.export import export
 from coatnet_edge.runtime import load_runner
 
@@ -83,7 +82,8 @@ def bench(model: str, data: Path, out: Path, calib_size: int) -> list[dict]:
                      "export_s": round(seconds, 1), "size_mb": round(sum(m.get("files_bytes", {}).values()
                                                                          or [m["size_bytes"]]) / 1e6, 2),
                      "parity_vs": parity.get("method", ""), "max_abs": parity.get("max_abs"),
-                     "cosine": parity.get("cosine"), "top1_agreement": parity.get("top1_agreement")})
+                     "cosine": parity.get("cosine"), "top1_agreement": parity.get("top1_agreement"),
+                     "cosine_ci": parity.get("cosine_ci"), "agreement_ci": parity.get("agreement_ci")})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -108,13 +108,17 @@ def residual_tradeoff(model: str, data: Path, out: Path, calib_size: int) -> lis
                      log=lambda s: None).artifact
         fp32_xml = export(model, out=target, backend="openvino", precision="fp32", log=lambda s: None).artifact
         image = val[:1]
-        row = {"model": model, "config": label, "ignored_adds": len(ignore),
-               "agreement": compare_logits(ref, got).to_dict(),
+        row = {"model": model, "config": label, "ignored_adds": len(ignore), **fidelity_fields(ref, got),
                "ov_fp32_p50_ms": round(_p50_ms(fp32_xml, image), 3), "ov_int8_p50_ms": round(_p50_ms(xml, image), 3)}
         row["speedup_vs_fp32"] = round(row["ov_fp32_p50_ms"] / row["ov_int8_p50_ms"], 2)
         rows.append(row)
-        print(json.dumps(row), flush=True)
+        print(json.dumps(printable(row)), flush=True)
     return rows
+
+
+def parity_count(method: str) -> int:
+    """How many inputs an export's parity check used, read from its recorded method ('the first 8 images ...')."""
+    return next(int(word) for word in method.split() if word.isdigit())
 
 
 def main() -> None:
@@ -137,18 +141,19 @@ def main() -> None:
     exports = table(["model", "artifact", "export s", "size MB", "parity measured against", "max abs", "cosine",
                      "top-1 agree"],
                     [[_name(r["model"]), r["artifact"], r["export_s"], r["size_mb"], r["parity_vs"],
-                      f"{r['max_abs']:.2e}", f"{r['cosine']:.6f}", f"{r['top1_agreement']:.4f}"]
+                      f"{r['max_abs']:.2e}", f"{r['cosine']:.6f} [{r['cosine_ci'][0]:.6f}, {r['cosine_ci'][1]:.6f}]",
+                      fraction_text(r["top1_agreement"], parity_count(r["parity_vs"]))]
                      for r in rows if "artifact" in r])
     residual = table(["model", "INT8 variant", "Adds kept float", "top-1 agreement", "cosine", "OV FP32 p50 ms",
                       "OV INT8 p50 ms", "INT8 speed-up"],
-                     [[_name(r["model"]), r["config"], r["ignored_adds"], f"{r['agreement']['top1_agreement']:.4f}",
-                       f"{r['agreement']['cosine']:.5f}", r["ov_fp32_p50_ms"], r["ov_int8_p50_ms"],
+                     [[_name(r["model"]), r["config"], r["ignored_adds"], r["agree_text"],
+                       r["cos_text"], r["ov_fp32_p50_ms"], r["ov_int8_p50_ms"],
                        r["speedup_vs_fp32"]] for r in rows if "config" in r])
     print()
     print(exports)
     print(residual)
     write_page("export.md", title="Export: time, size and parity of every artifact; the residual-add INT8 trade-off",
-               machine=machine, method=METHOD.format(calib=args.calib_size), sections=[
+               machine=machine, method=METHOD.format(calib=args.calib_size, intervals=INTERVALS_NOTE), sections=[
                    "## Artifacts\n", exports, "## Residual adds: INT8 or float\n", RESIDUAL, residual,
                    "## Generated from the tables above\n", summary(rows)],
                wall_s=time.perf_counter() - wall_started)
@@ -167,8 +172,9 @@ def summary(rows: list[dict]) -> str:
         q, f = pair["residual adds INT8"], pair["residual adds float"]
         lines.append(f"- {_name(model)}: keeping the residual Adds float changed OpenVINO INT8 p50 from "
                      f"{q['ov_int8_p50_ms']} to {f['ov_int8_p50_ms']} ms "
-                     f"({100 * (f['ov_int8_p50_ms'] / q['ov_int8_p50_ms'] - 1):+.1f} %) and logit cosine from "
-                     f"{q['agreement']['cosine']:.5f} to {f['agreement']['cosine']:.5f}.")
+                     f"({100 * (f['ov_int8_p50_ms'] / q['ov_int8_p50_ms'] - 1):+.1f} %, one run's p50s) and logit "
+                     f"cosine from {q['cos_text']} to {f['cos_text']}; cosine change paired on the same images "
+                     f"{mean_text(f['cosines'] - q['cosines'])}.")
     return "\n".join(lines) + "\n"
 
 
@@ -180,7 +186,8 @@ including NNCF calibration on {calib} images of the built-in train split (drawn 
 224 model), the INT8 IR converted from that INT8 ONNX. size MB: the artifact's files on disk. Parity
 is the export's own check as recorded in the artifact's manifest; the "parity measured against"
 column is that record's method (what was compared, on which inputs): max abs logit difference,
-mean logit cosine and top-1 agreement. Export times include the parity check.
+mean logit cosine and top-1 agreement (on a handful of inputs: a sanity check, hence wide intervals). Export
+times include the parity check. {intervals}
 """
 
 RESIDUAL = """The hybrid PTQ model as built (the S1-S2 MBConv residual Adds quantized, as NNCF's CNN treatment does)

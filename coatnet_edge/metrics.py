@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from coatnet_edge.stats import bootstrap_mean, bootstrap_sqnr_db, wilson
+
 
 @dataclass(frozen=True)
 class Agreement:
@@ -66,3 +68,12 @@ def per_image_fidelity(reference: np.ndarray, output: np.ndarray) -> PerImage:
     with np.errstate(divide="ignore"):
         sqnr = np.minimum(10 * np.log10(np.maximum(np.sum(ref**2, axis=1), 1e-300) / noise), 100.0)
     return PerImage(kl=np.maximum(kl, 0.0), cosine=cos, sqnr_db=sqnr, agree=ref.argmax(1) == out.argmax(1))
+
+
+def fidelity_intervals(reference: np.ndarray, output: np.ndarray) -> dict[str, list[float]]:
+    """95 % intervals of agreement (Wilson), mean cosine and SQNR (image bootstrap) of ``output`` vs ``reference``,
+    as ``[low, high]`` (unrounded: a cosine near 1 keeps its digits), beside ``compare_logits``' point values."""
+    per_image = per_image_fidelity(reference, output)
+    intervals = {"agreement_ci": wilson(int(per_image.agree.sum()), len(per_image.agree)),
+                 "cosine_ci": bootstrap_mean(per_image.cosine), "sqnr_db_ci": bootstrap_sqnr_db(reference, output)}
+    return {key: sorted([interval.low, interval.high]) for key, interval in intervals.items()}

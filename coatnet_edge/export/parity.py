@@ -1,5 +1,5 @@
 """One A-vs-B check for every export: the same inputs through the source and the artifact, compared
-with ``metrics.compare_logits``; the result (and how it was measured) goes into the manifest."""
+with ``metrics.compare_logits`` and its intervals; the result (and how it was measured) goes into the manifest."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from coatnet_edge.data.folders import scan_folder
 from coatnet_edge.data.preprocess import PreprocessConfig, preprocess_batch
 from coatnet_edge.manifest import Manifest
-from coatnet_edge.metrics import compare_logits
+from coatnet_edge.metrics import compare_logits, fidelity_intervals
 from coatnet_edge.runtime import load_runner
 
 PARITY_IMAGES = 8
@@ -36,8 +36,9 @@ def torch_parity(net: Any, onnx_path: Path, shape: tuple[int, int, int]) -> dict
     images, what = parity_images(None, shape)
     with torch.no_grad():
         ref = net.eval()(torch.from_numpy(images)).numpy()
-    agreement = compare_logits(ref, load_runner(onnx_path).run(images))
-    return {"method": f"ONNX Runtime CPU vs PyTorch eager FP32, {what}", **agreement.to_dict()}
+    out = load_runner(onnx_path).run(images)
+    return {"method": f"ONNX Runtime CPU vs PyTorch eager FP32, {what}", **compare_logits(ref, out).to_dict(),
+            **fidelity_intervals(ref, out)}
 
 
 def artifact_parity(onnx_path: Path, artifact: Path, images: tuple[np.ndarray, str], precision: str, *,
@@ -49,4 +50,4 @@ def artifact_parity(onnx_path: Path, artifact: Path, images: tuple[np.ndarray, s
                       precision="fp32" if precision == "int8" else precision).run(batch)
     method = ("ONNX Runtime CPU, the artifact vs its source ONNX" if backend == "onnxruntime"
               else f"{backend} {device} vs ONNX Runtime CPU on the source ONNX")
-    return {"method": f"{method}, {what}", **compare_logits(ref, out).to_dict()}
+    return {"method": f"{method}, {what}", **compare_logits(ref, out).to_dict(), **fidelity_intervals(ref, out)}

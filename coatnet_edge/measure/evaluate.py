@@ -18,13 +18,13 @@ from coatnet_edge.data.folders import scan_folder
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.data.sampling import ImageSample, build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.metrics import compare_logits, per_image_fidelity
+from coatnet_edge.metrics import compare_logits, fidelity_intervals
 from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.progress import progress_bar
 from coatnet_edge.runtime import load_runner
 from coatnet_edge.runtime.artifact import artifact_profile, artifact_size
 from coatnet_edge.runtime.base import run_batches
-from coatnet_edge.stats import Interval, bootstrap_mean, bootstrap_sqnr_db, paired_difference, verdict, wilson
+from coatnet_edge.stats import Interval, paired_difference, verdict, wilson
 
 INTERVALS = "intervals are 95 %: Wilson for top-1 and agreement, image bootstrap for cosine and SQNR"
 
@@ -39,14 +39,6 @@ def bounds(interval: Interval, scale: float = 1.0) -> list[float]:
 def top1_interval(correct: np.ndarray) -> list[float]:
     """Wilson bounds of top-1 from the per-image hits: N images give a proportion, not an exact score."""
     return bounds(wilson(int(np.sum(correct)), len(correct)))
-
-
-def fidelity_intervals(reference: np.ndarray, output: np.ndarray) -> dict[str, list[float]]:
-    """Intervals of agreement (Wilson), mean cosine and SQNR (image bootstrap) of ``output`` vs ``reference``."""
-    per_image = per_image_fidelity(reference, output)
-    return {"agreement_ci": bounds(wilson(int(per_image.agree.sum()), len(per_image.agree))),
-            "cosine_ci": bounds(bootstrap_mean(per_image.cosine)),
-            "sqnr_db_ci": bounds(bootstrap_sqnr_db(reference, output))}
 
 
 def top1_change(correct: np.ndarray, baseline: np.ndarray) -> tuple[Interval, str]:

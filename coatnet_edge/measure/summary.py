@@ -35,7 +35,8 @@ _INTERVAL_OF = {"top1": ("top1_ci", ".3f"), "vs_reference_top1_agreement": ("agr
                 "fp32_top1": ("fp32_top1_ci", ".3f"), "int8_top1": ("int8_top1_ci", ".3f"),
                 "top1_drop_points": ("top1_drop_points_ci", ".2f"), "agreement_top1_agreement": ("agreement_ci", ".3f"),
                 "vs_reference_cosine": ("cosine_ci", ".5f"), "vs_reference_sqnr_db": ("sqnr_db_ci", ".1f"),
-                "agreement_cosine": ("cosine_ci", ".5f"), "agreement_sqnr_db": ("sqnr_db_ci", ".1f")}
+                "agreement_cosine": ("cosine_ci", ".5f"), "agreement_sqnr_db": ("sqnr_db_ci", ".1f"),
+                "cosine": ("cosine_ci", ".6f"), "top1_agreement": ("agreement_ci", ".3f")}  # an export's parity
 
 
 @dataclass
@@ -132,7 +133,8 @@ def export_lines(artifact: str | Path, backend: str, precision: str, manifest: M
         parity = manifest.get(key)
         if parity and "max_abs" in parity:
             lines.append(f"parity ({parity['method']}): max |diff| {parity['max_abs']:.2e}, cosine "
-                         f"{parity['cosine']:.6f}, top-1 agreement {parity['top1_agreement']:.4f}")
+                         f"{_measured(parity, 'cosine', '.6f')}, top-1 agreement "
+                         f"{_measured(parity, 'top1_agreement', '.4f')}")
     return lines + [f"also written: {path}" for path in extra_files]
 
 
