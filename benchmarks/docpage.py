@@ -140,12 +140,14 @@ def cosine_text(reference: Any, output: Any) -> str:
     return mean_text(per_image_fidelity(reference, output).cosine)
 
 
-def change_text(hits: Any, baseline_hits: Any) -> str:
-    """``hits`` minus ``baseline_hits`` on the same images in points, paired interval, and what it says."""
+def change_text(hits: Any, baseline_hits: Any, *, say: bool = True) -> str:
+    """``hits`` minus ``baseline_hits`` on the same images in points, paired interval, and (``say``) whether that
+    is better / worse / a tie."""
     import numpy as np
 
     diff = paired_difference(np.asarray(hits, dtype=np.float64), np.asarray(baseline_hits, dtype=np.float64))
-    return f"{100 * diff.value:+.2f} [{100 * diff.low:+.2f}, {100 * diff.high:+.2f}] {verdict(diff)}"
+    text = f"{100 * diff.value:+.2f} [{100 * diff.low:+.2f}, {100 * diff.high:+.2f}]"
+    return f"{text} {verdict(diff)}" if say else text
 
 
 def plot_link(name: str) -> str:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from docpage import Machine, table, write_page  # the script folder is on sys.path
+from docpage import INTERVALS_NOTE, Machine, change_text, fidelity_fields, printable, share_text, table, write_page
 
 from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
 from coatnet_edge.calibration.qat import QatConfig, export_qat_onnx, fake_quantize, qat
@@ -36,7 +36,6 @@ from coatnet_edge.data.synth import SynthConfig, write_dataset
 from coatnet_edge.environment import cpu_info
 from coatnet_edge.export.onnx import export_onnx
 from coatnet_edge.export.openvino import export_openvino
-from coatnet_edge.metrics import compare_logits
 from coatnet_edge.runtime import load_runner
 
 
@@ -46,17 +45,16 @@ def _logits(path: Path, images: np.ndarray) -> np.ndarray:
 
 
 def _measure(onnx_path: Path, work: Path, images: np.ndarray, labels: np.ndarray, ref: dict) -> dict:
-    """ORT on the ONNX file, OpenVINO on the IR converted from it."""
+    """ORT on the ONNX file, OpenVINO on the IR converted from it; each number with its interval."""
     xml = export_openvino(onnx_path, work / f"{onnx_path.stem}.xml", precision="int8")
     row = {}
     for backend, path in (("ort", onnx_path), ("ov", xml)):
         out = _logits(path, images)
-        agreement = compare_logits(ref[backend], out)
-        row.update({f"{backend}_top1": round(float(np.mean(out.argmax(1) == labels)) * 100, 2),
-                    f"{backend}_drop": round(100 * float(np.mean(ref[backend].argmax(1) == labels)
-                                                         - np.mean(out.argmax(1) == labels)), 2),
-                    f"{backend}_agree": round(agreement.top1_agreement * 100, 2),
-                    f"{backend}_cos": round(agreement.cosine, 5)})
+        correct, fp32_correct = out.argmax(1) == labels, ref[backend].argmax(1) == labels
+        row.update({f"{backend}_top1": share_text(correct),
+                    # drop = FP32 minus INT8 hits, paired on the same images (positive: INT8 lost images)
+                    f"{backend}_drop": change_text(fp32_correct, correct, say=False),
+                    **fidelity_fields(ref[backend], out, prefix=f"{backend}_")})
     return row
 
 
@@ -84,8 +82,8 @@ def main() -> None:
         fp32 = export_onnx(net, work / "fp32.onnx", image_size=info.preprocess.image_size)
         fp32_xml = export_openvino(fp32, work / "fp32.xml")
         ref = {"ort": _logits(fp32, images), "ov": _logits(fp32_xml, images)}
-        rows.append({"model": source, "config": "FP32", **{f"{b}_top1": round(float(np.mean(r.argmax(1) == labels))
-                                                                             * 100, 2) for b, r in ref.items()}})
+        rows.append({"model": source, "config": "FP32", **{f"{b}_top1": share_text(r.argmax(1) == labels)
+                                                             for b, r in ref.items()}})
         print(json.dumps(rows[-1]), flush=True)
         calib = build_calibration_set(data / "train", info.preprocess, size=args.calib_size, seed=0)
 
@@ -96,7 +94,7 @@ def main() -> None:
             rows.append({"model": source, "config": config, "seconds": round(seconds, 1),
                          "float_conv_matmul": len(float_weighted_layers(model)),
                          **_measure(path, work, images, labels, ref), **(extra or {})})
-            print(json.dumps(rows[-1]), flush=True)
+            print(json.dumps(printable(rows[-1])), flush=True)
 
         ptq_hybrid = None
         for scheme, preset, sq in (("hybrid", "tensorrt", False), ("cnn", "tensorrt", False),
@@ -127,11 +125,11 @@ def main() -> None:
         fp32_model = onnx.load(str(fp32))
         ranking = rank_layers(ptq_hybrid, fp32_model, images[fit], ref_fit)
         budget = fit_budget(ptq_hybrid, fp32_model, ranking, images[fit], ref_fit, max_drop=args.budget, max_float=16)
-        held_agree = compare_logits(ref["ort"][held], onnx_logits(budget.model, images[held])).top1_agreement
+        held_agree = fidelity_fields(ref["ort"][held], onnx_logits(budget.model, images[held]))["agree_text"]
         record(f"PTQ hybrid tensorrt + budget {args.budget} disagreement pts", budget.model,
                time.perf_counter() - started,
                {"budget_met": budget.met, "float_nodes": budget.float_nodes, "fit_half": budget.after,
-                "held_out_half_agree": round(100 * held_agree, 2)})
+                "held_out_half_agree": held_agree})
 
     results = results_table(rows)
     budget_md = budget_table(rows, args.budget)
@@ -141,7 +139,8 @@ def main() -> None:
     qat_text = (f"{args.qat_epochs} epochs of fine-tuning the NNCF fake-quantized model with distillation from the "
                 "FP32 model" if args.qat_epochs else "not run (--qat-epochs 0)")
     write_page("int8.md", title="INT8 accuracy: PTQ schemes, SmoothQuant, torch vs ONNX route, QAT, accuracy budget",
-               machine=machine, method=METHOD.format(calib=args.calib_size, budget=args.budget, qat=qat_text),
+               machine=machine, method=METHOD.format(calib=args.calib_size, budget=args.budget, qat=qat_text,
+                                                    intervals=INTERVALS_NOTE),
                sections=["## Results\n", COLUMNS_NOTE, results, "## Accuracy budget\n", budget_md,
                          "## Generated from the tables above\n", summary(rows)],
                wall_s=time.perf_counter() - wall_started)
@@ -155,7 +154,7 @@ built-in train split (seeded, stratified over classes), and measured twice: the 
 Runtime (ORT) and the OpenVINO INT8 IR converted from it (OV). Evaluation: the whole validation split
 of the built-in dataset, labeled. drop = that runtime's FP32 top-1 minus its INT8 top-1, in points
 (negative: INT8 scored higher); agree = share of images whose INT8 top-1 equals the same runtime's
-FP32 top-1; cos = mean cosine of INT8 vs FP32 logits. QAT: {qat}. Budget rows: the default PTQ model, layers
+FP32 top-1; cos = mean cosine of INT8 vs FP32 logits. {intervals} QAT: {qat}. Budget rows: the default PTQ model, layers
 ranked by the logit SQNR each recovers alone in float and returned to float in that order (at most 16)
 until top-1 disagreement with FP32 is at most {budget} points on the even-indexed half of the
 validation split; reported on the whole split and on the held-out odd half. seconds: wall time of
@@ -163,7 +162,9 @@ the quantization step (calibration, QAT training or budget fitting), not of the 
 latency is measured here.
 """
 
-COLUMNS_NOTE = """Schemes: `hybrid` (the default) quantizes the convolutional stages S0-S2 as a CNN and keeps LayerNorm,
+COLUMNS_NOTE = """Schemes (each a candidate of the TensorRT target, `quantize --candidate`; `cnn` with the tensorrt
+preset is its baseline, which `quantize` keeps unless another candidate is more faithful on held-out
+images, see int8_seeds.md): `hybrid` quantizes the convolutional stages S0-S2 as a CNN and keeps LayerNorm,
 Softmax, residual/bias adds and scale multiplies of the attention stages S3-S4, and the head's global
 pooling, in float; `cnn` and `transformer` are NNCF's uniform treatments (model type default /
 TRANSFORMER). Presets: `tensorrt` is NNCF's PERFORMANCE preset made signed symmetric INT8 (every zero
@@ -180,9 +181,9 @@ def results_table(rows: list[dict]) -> str:
         if r["config"] == "FP32":
             cells.append([r["model"], "FP32", r["ort_top1"], "", "", "", r["ov_top1"], "", "", "", "", ""])
         else:
-            cells.append([r["model"], r["config"], r["ort_top1"], r["ort_drop"], r["ort_agree"], r["ort_cos"],
-                          r["ov_top1"], r["ov_drop"], r["ov_agree"], r["ov_cos"], r["float_conv_matmul"],
-                          r["seconds"]])
+            cells.append([r["model"], r["config"], r["ort_top1"], r["ort_drop"], r["ort_agree_text"],
+                          r["ort_cos_text"], r["ov_top1"], r["ov_drop"], r["ov_agree_text"], r["ov_cos_text"],
+                          r["float_conv_matmul"], r["seconds"]])
     return table(header, cells)
 
 
@@ -190,31 +191,30 @@ def budget_table(rows: list[dict], budget: float) -> str:
     header = ["model", "budget (disagreement pts, fitting half)", "met", "layers returned to float",
               "disagreement on fitting half", "ORT agree % on held-out half", "ORT agree % on whole split"]
     cells = [[r["model"], budget, "yes" if r["budget_met"] else "no", len(r["float_nodes"]), round(r["fit_half"], 2),
-              r["held_out_half_agree"], r["ort_agree"]] for r in rows if "budget_met" in r]
+              r["held_out_half_agree"], r["ort_agree_text"]] for r in rows if "budget_met" in r]
     return table(header, cells)
 
 
 def summary(rows: list[dict]) -> str:
-    """Statements computed from the rows (so they cannot go stale when the numbers change)."""
+    """Statements computed from the rows (so they cannot go stale when the numbers change): each configuration's
+    agreement against the baseline PTQ (cnn, tensorrt) paired on the same images, better/worse only beyond the
+    interval."""
     lines = []
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model and r["config"] != "FP32"]
-        default = next(r for r in mine if r["config"] == "PTQ hybrid tensorrt")
-        ptq = [r for r in mine if r["config"].startswith("PTQ") and "budget" not in r["config"]]
-        worst = max(ptq, key=lambda r: max(r["ort_drop"], r["ov_drop"]))
-        best_cos = max(mine, key=lambda r: r["ort_cos"])
-        lines.append(f"- {model}: default PTQ (hybrid, tensorrt) drop {default['ort_drop']} (ORT) / "
-                     f"{default['ov_drop']} (OV) points, agreement {default['ort_agree']} % / {default['ov_agree']} %; "
-                     f"largest drop among the PTQ rows without a budget: {max(worst['ort_drop'], worst['ov_drop'])} "
-                     f"points ({worst['config']}); highest ORT logit cosine: {best_cos['ort_cos']} "
-                     f"({best_cos['config']}).")
-        qat = next((r for r in mine if r["config"].startswith("QAT")), None)
-        if qat:
-            change = qat["ort_agree"] - default["ort_agree"], qat["ov_agree"] - default["ov_agree"]
-            lines.append(f"- {model}: QAT vs default PTQ, agreement change {change[0]:+.2f} (ORT) / {change[1]:+.2f} "
-                         f"(OV) points, in {qat['seconds']} s "
-                         f"vs {default['seconds']} s.")
+        baseline = next(r for r in mine if r["config"] == BASELINE)
+        lines.append(f"- {model}: baseline ({BASELINE}) drop {baseline['ort_drop']} (ORT) / {baseline['ov_drop']} (OV) "
+                     f"points, agreement {baseline['ort_agree_text']} % / {baseline['ov_agree_text']} %.")
+        for row in mine:
+            if row is baseline:
+                continue
+            lines.append(f"  - {row['config']}: agreement vs the baseline "
+                         f"{change_text(row['ort_hits'], baseline['ort_hits'])} points (ORT), "
+                         f"{change_text(row['ov_hits'], baseline['ov_hits'])} (OV); {row['seconds']} s.")
     return "\n".join(lines) + "\n"
+
+
+BASELINE = "PTQ cnn tensorrt"
 
 
 def _signed(model):
