@@ -810,7 +810,7 @@ def ablation_section(runs: list[ModelRun], seeds: list[int], variants: tuple[Var
                 share = {m: gap_share(v, float(getattr(s, m).mean()), float(getattr(read, m).mean()),
                                       float(getattr(conv, m).mean())) for m in ("cosine", "kl")}
                 rows.append([run.label, mt, v.name, len(p.activations), len(p.weights), len(p.corrected),
-                             f"{100 * s.agree.mean():.2f}", _num(bootstrap_mean(s.cosine), 5),
+                             bootstrap_mean(s.agree.astype(float)).text(scale=100), _num(bootstrap_mean(s.cosine), 5),
                              _num(bootstrap_mean(s.kl), 5), _paired(s.cosine, read.cosine, "cosine", True),
                              _paired(s.cosine, conv.cosine, "cosine", True),
                              "" if v.name in MAIN else f"{_pct(share['cosine'])} / {_pct(share['kl'])}"])
