@@ -39,7 +39,7 @@ from coatnet_edge.calibration.candidates import quantize_candidate
 from coatnet_edge.calibration.layer_cost import compiled_f32, measure_costs, per_ms_order
 from coatnet_edge.calibration.modelopt_ptq import CANDIDATE as MODELOPT
 from coatnet_edge.calibration.modelopt_ptq import modelopt_available
-from coatnet_edge.calibration.options import CANDIDATES
+from coatnet_edge.calibration.options import CANDIDATES, QuantizeOptions
 from coatnet_edge.calibration.ptq import PtqSettings
 from coatnet_edge.calibration.sensitivity import onnx_logits, rank_layers, with_float_nodes
 from coatnet_edge.data.corrupt import CorruptConfig, write_corrupted
@@ -238,7 +238,9 @@ def main() -> None:
     corrupted = data.parent / f"{data.name}_val_corrupted"
     if not corrupted.is_dir():
         write_corrupted(data / "val", corrupted, CorruptConfig(severity=3))
-    candidates = tuple(c for c in CANDIDATES if c != MODELOPT or modelopt_available())
+    # the default candidates in quantize's order (the first is the baseline), then any other known one
+    ordered = (*QuantizeOptions().candidates, *(c for c in CANDIDATES if c not in QuantizeOptions().candidates))
+    candidates = tuple(c for c in ordered if c != MODELOPT or modelopt_available())
     work = Path(tempfile.mkdtemp())
     rows, layers, together, orders, margins = [], [], [], [], []
     counts = tuple(int(k) for k in args.budget_layers.split(","))
