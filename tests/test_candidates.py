@@ -56,7 +56,7 @@ def test_auto_keeps_the_baseline_unless_a_candidate_is_more_faithful_beyond_its_
     scheme, _, extra = chosen[0]["scheme"].partition("+")
     assert (record["scheme"], record["smooth_quant"], record["channel_shift"]) == (
         scheme, extra == "smoothquant", extra == "shift")
-    assert "352 images held apart from calibration (176 images of" in selection["method"]
+    assert "352 images (176 images of" in selection["method"]
     assert "the same images corrupted" in selection["method"] and "severities 2, 3, 4" in selection["method"]
     assert selection["score_set"]["images"] == 176 and selection["score_set"]["root"] == str(tiny_dataset / "train")
 
@@ -98,20 +98,19 @@ def test_one_candidate_or_an_explicit_scheme_measures_nothing(tiny_dataset: Path
     assert record["quantization"]["scheme"] == "hybrid" and "selection" not in record["quantization"]
 
 
-def test_without_held_out_images_the_baseline_is_kept_and_the_record_says_why(tiny_dataset: Path,
-                                                                             tmp_path: Path) -> None:
-    manifest = _quantize(tiny_dataset, tmp_path / "all", "--calib-size", "240")  # every train image calibrates
-    record = manifest["quantization"]
-    assert record["scheme"] == "cnn" and not record["smooth_quant"] and not record["channel_shift"]
-    selection = record["selection"]
-    assert (selection["chosen"], selection["baseline"], selection["scoreboard"]) == ("cnn", "cnn", [])
-    assert selection["method"] == (f"not measured: fewer than {MIN_SCORE_IMAGES} held-out images beyond the "
-                                   "calibration sample")
+def test_without_held_out_images_the_candidates_are_scored_on_the_calibration_images_and_the_record_says_so(
+        tiny_dataset: Path, tmp_path: Path) -> None:
+    """Every train image calibrates: nothing is held out, so the candidates are scored in-sample (a broken baseline is
+    still caught, e.g. NNCF TRANSFORMER on a random-weight timm coatnet_0_rw_224), and the record says so."""
+    manifest = _quantize(tiny_dataset, tmp_path / "all", "--calib-size", "240", "--candidate", "cnn",
+                         "--candidate", "transformer")
+    selection = manifest["quantization"]["selection"]
+    assert selection["baseline"] == "cnn" and [r["candidate"] for r in selection["scoreboard"]] == ["cnn",
+                                                                                                    "transformer"]
+    assert selection["score_set"]["in_sample"] is True and selection["score_set"]["images"] == 240
+    assert "the 240 calibration images themselves (in-sample)" in selection["method"]
     assert manifest["held_out"] is None
-    from coatnet_edge.runtime.artifact import artifact_origin
-
-    assert artifact_origin(tmp_path / "all" / "builtin_student.int8.onnx") == (
-        "made by NNCF PTQ, cnn scheme, tensorrt preset")
+    assert manifest["quantization"]["scheme"] == selection["chosen"]
 
 
 def test_unknown_candidate_is_one_line(tiny_dataset: Path, tmp_path: Path) -> None:

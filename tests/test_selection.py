@@ -225,10 +225,8 @@ def test_without_a_score_set_or_with_one_candidate_the_baseline_is_built_unscore
     kept = select("fake", ["plain", "ours"], build, runner, None, log=lambda line: None)
     assert (kept.chosen, kept.built, built, kept.scored) == ("plain", "graph of plain", ["plain"], None)
     assert kept.record == {"engine": "fake", "baseline": "plain", "chosen": "plain", "scoreboard": [],
-                           "reason": f"not measured: fewer than {MIN_SCORE_IMAGES} held-out images beyond the "
-                                     "calibration sample",
-                           "method": f"not measured: fewer than {MIN_SCORE_IMAGES} held-out images beyond the "
-                                     "calibration sample"}
+                           "reason": f"not measured: fewer than {MIN_SCORE_IMAGES} images to score on",
+                           "method": f"not measured: fewer than {MIN_SCORE_IMAGES} images to score on"}
     score_set = ScoreSet(np.zeros((40, 1), np.float32), np.zeros((40, CLASSES)), "x")
     one = select("fake", ["plain"], build, runner, score_set, log=lambda line: None)
     assert one.chosen == "plain" and one.record["reason"] == "not measured: one candidate asked"
@@ -242,7 +240,7 @@ def test_the_record_says_what_was_scored_and_how(monkeypatch) -> None:
     assert (record["engine"], record["baseline"], record["measure"], record["chosen"]) == ("fake", "base", "kl",
                                                                                            "closest")
     assert record["score_set"] == {"what": "synthetic", "images": N}
-    assert f"on {N} images held apart from calibration (synthetic)" in record["method"]
+    assert f"on {N} images (synthetic)" in record["method"]
     assert record["rule"] in record["method"] and "paired-bootstrap 95 % interval" in record["rule"]
     assert all("p50_ms_batch1" not in row and "speed_vs_baseline" not in row for row in record["scoreboard"])
     closest = record["scoreboard"][1]

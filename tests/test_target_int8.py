@@ -196,7 +196,7 @@ def test_the_onnxruntime_selection_run_twice_keeps_the_same_choice_and_verdicts(
     assert first.candidate == second.candidate and first.record["chosen"] == second.record["chosen"]
     if not first.record["reason"].startswith("tied"):  # a speed reason quotes this run's timing
         assert first.record["reason"] == second.record["reason"]
-    assert first.record["score_set"]["images"] == 216 and "432 images held apart" in first.record["method"]
+    assert first.record["score_set"]["images"] == 216 and "432 images (216 images of" in first.record["method"]
     _check_rule(first.record)
     _check_rule(second.record)
     for a, b in zip(first.record["scoreboard"], second.record["scoreboard"], strict=True):
@@ -232,15 +232,15 @@ def test_selection_inputs_are_quantize_s_split_or_the_reason_they_are_not(small_
     assert reason(calibration={"root": str(tmp_path / "gone")}).endswith("is not there any more")
 
 
-def test_with_too_few_held_out_images_the_onnxruntime_baseline_is_made_unscored(small_qdq: Path,
-                                                                                tmp_path: Path) -> None:
+def test_with_too_few_images_to_score_on_the_onnxruntime_baseline_is_made_unscored(small_qdq: Path,
+                                                                                   tmp_path: Path) -> None:
     manifest = _manifest(small_qdq)
-    manifest["calibration"]["score_size"] = MIN_SCORE_IMAGES - 1  # quantize asked for fewer held-out images
+    manifest["calibration"]["score_size"] = MIN_SCORE_IMAGES - 1  # no held-out images, and 24 calibration images
     chosen = onnxruntime_int8_for(small_qdq, manifest, log=lambda line: None)
     assert chosen.candidate == "plain" and chosen.model is not None
     assert chosen.reference_onnx == small_qdq.with_name("builtin_student.fp32.onnx")
     assert chosen.record["scoreboard"] == [] and chosen.record["method"] == (
-        f"not measured: fewer than {MIN_SCORE_IMAGES} held-out images beyond the calibration sample")
+        f"not measured: fewer than {MIN_SCORE_IMAGES} images to score on")
     only_qdq = onnxruntime_int8_for(small_qdq, _manifest(small_qdq), ("qdq",), log=lambda line: None)
     assert only_qdq.candidate == "qdq" and only_qdq.model is None and only_qdq.reference_onnx == small_qdq
     assert only_qdq.record["method"] == "not measured: only the qdq candidate asked"

@@ -27,7 +27,7 @@ from coatnet_edge.calibration.modelopt_ptq import modelopt_record, require_model
 from coatnet_edge.calibration.options import QuantizeOptions
 from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers
 from coatnet_edge.calibration.qat import QatConfig, qat
-from coatnet_edge.calibration.selection import MIN_SCORE_IMAGES, score_set_of
+from coatnet_edge.calibration.selection import MIN_SCORE_IMAGES, in_sample_score_set, score_set_of
 from coatnet_edge.calibration.sensitivity import (
     fit_budget,
     onnx_logits,
@@ -161,7 +161,8 @@ def _quantize_graph(inputs: _Inputs, fp32_model: Any, opts: QuantizeOptions, qat
         # the settings before the first candidate's were applied
         base = dataclasses.replace(inputs.settings, smooth_quant=opts.smooth_quant, channel_shift=False)
         ptq, selection = choose_ptq(fp32_model, inputs.calib, base, opts.candidates,
-                                    score_set_of(inputs.held_out, fp32_model) if inputs.held_out else None, log)
+                                    score_set_of(inputs.held_out, fp32_model) if inputs.held_out
+                                    else in_sample_score_set(inputs.calib, fp32_model), log)
         record.update(ptq.settings.to_dict(), selection=selection, ignored_nodes=len(ptq.ignored),
                       centred_activations=len(ptq.shifted))
         return ptq.model, _modelopt_made(record, selection["chosen"])

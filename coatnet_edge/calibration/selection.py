@@ -66,6 +66,18 @@ def score_set_of(held_out: ImageSample, fp32_model: Any) -> ScoreSet:
     return ScoreSet(images, onnx_logits(fp32_model, images), what, record)
 
 
+def in_sample_score_set(calib: ImageSample, fp32_model: Any) -> ScoreSet | None:
+    """Without held-out images, the calibration images themselves (and their corrupted copy): in-sample, so a check
+    that catches a broken candidate more than a ranking of close ones, and the record says so. None when even the
+    calibration sample is smaller than MIN_SCORE_IMAGES."""
+    if len(calib) < MIN_SCORE_IMAGES:
+        return None
+    images, what, record = score_images(calib)
+    what = (f"no images beyond the calibration sample: the {len(calib)} calibration images themselves (in-sample) "
+            f"and the same images corrupted" + what.partition("corrupted")[2])
+    return ScoreSet(images, onnx_logits(fp32_model, images), what, {**record, "in_sample": True})
+
+
 def badness(fidelity: PerImage, measure: str) -> np.ndarray:
     """Per-image score where lower is more faithful (what the paired comparison resamples)."""
     if measure == "kl":
@@ -202,11 +214,11 @@ def select(target: str, names: Sequence[str], build: Callable[[str], Any], runne
            ) -> Selection:
     """Build, run and score each of ``names`` (``names[0]`` is the baseline) on ``score_set``; decide; record.
 
-    With one name, or no score set (too few held-out images), the baseline is built unscored and the record
-    says why."""
+    With one name, or no score set (fewer than MIN_SCORE_IMAGES images to score on), the baseline is built unscored
+    and the record says why."""
     if len(names) == 1 or score_set is None:
         why = ("one candidate asked" if len(names) == 1 else
-               f"fewer than {MIN_SCORE_IMAGES} held-out images beyond the calibration sample")
+               f"fewer than {MIN_SCORE_IMAGES} images to score on")
         log(f"{target}: {names[0]} without scoring ({why})")
         return Selection(names[0], build(names[0]), None, not_measured(target, names[0], why))
     scored = []
@@ -216,7 +228,7 @@ def select(target: str, names: Sequence[str], build: Callable[[str], Any], runne
         item = score(name, built, runner(built), score_set, time.perf_counter() - started)
         log(f"{target} candidate {name}: top-1 agreement {item.fidelity.agree.mean():.4f}, mean KL "
             f"{item.fidelity.kl.mean():.2e}, cosine {item.fidelity.cosine.mean():.5f} on {len(score_set)} "
-            f"held-out images ({item.seconds:.1f} s)")
+            f"score images ({item.seconds:.1f} s)")
         scored.append(item)
     if timed and len(scored) > 1:
         interleaved_p50(scored, score_set.images[:1])
@@ -226,8 +238,8 @@ def select(target: str, names: Sequence[str], build: Callable[[str], Any], runne
     record = {"engine": target, "baseline": names[0], "measure": measure, "chosen": decision.chosen,
               "reason": decision.reason, "rule": rule_text(measure), "score_set": {"what": score_set.what,
                                                                                   **score_set.record},
-              "method": f"each candidate scored against the FP32 graph on {len(score_set)} images held apart from "
-                        f"calibration ({score_set.what}); kept: {rule_text(measure)}",
+              "method": f"each candidate scored against the FP32 graph on {len(score_set)} images "
+                        f"({score_set.what}); kept: {rule_text(measure)}",
               "scoreboard": decision.rows}
     return Selection(decision.chosen, kept.built, kept.runner, record, kept)
 

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from coatnet_edge.calibration.options import QuantizeOptions
-from coatnet_edge.calibration.selection import MIN_SCORE_IMAGES, ScoreSet, score_set_of
+from coatnet_edge.calibration.selection import MIN_SCORE_IMAGES, ScoreSet, in_sample_score_set, score_set_of
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.data.sampling import split_calibration_folder
 from coatnet_edge.errors import CoatnetEdgeError
@@ -48,7 +48,7 @@ class SelectionInputs:
 
     fp32_onnx: Path
     calib_images: np.ndarray
-    score_set: ScoreSet | None  # None: fewer than MIN_SCORE_IMAGES held-out images, nothing to score on
+    score_set: ScoreSet | None  # held-out images, else the calibration images; None: fewer than MIN_SCORE_IMAGES
 
 
 def selection_inputs(qdq_onnx: Path, record: dict[str, Any]) -> SelectionInputs:
@@ -76,9 +76,9 @@ def selection_inputs(qdq_onnx: Path, record: dict[str, Any]) -> SelectionInputs:
         raise SelectionUnavailable(f"the calibration images of {root} changed since quantize")
     if held_out is not None and (record.get("held_out") or {}).get("sha256", held_out.sha256) != held_out.sha256:
         raise SelectionUnavailable(f"the held-out images of {root} changed since quantize")
-    if held_out is None:  # the baseline can still be made, not chosen against
-        return SelectionInputs(fp32_onnx, calib.images, None)
-    return SelectionInputs(fp32_onnx, calib.images, score_set_of(held_out, onnx.load(str(fp32_onnx))))
+    fp32_model = onnx.load(str(fp32_onnx))
+    score_set = score_set_of(held_out, fp32_model) if held_out else in_sample_score_set(calib, fp32_model)
+    return SelectionInputs(fp32_onnx, calib.images, score_set)
 
 
 def inputs_unless_qdq_only(qdq_onnx: Path, record: dict[str, Any], candidates: tuple[str, ...]) -> SelectionInputs:
