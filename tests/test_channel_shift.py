@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,22 @@ def test_layers_returned_to_float_read_the_uncentred_activation(student: dict) -
     shifted = student["shifted"]
     floated = with_float_nodes(shifted.model, quantized_consumers(shifted.model), student["fp32"])
     np.testing.assert_allclose(onnx_logits(floated, student["images"]), student["reference"], atol=1e-4)
+
+
+def test_a_bias_less_conv_returned_to_float_gets_no_bias(student: dict) -> None:
+    """Centring pays the shift back in the bias, so a Conv without one gets one; returned to float it must be the FP32
+    Conv again, bias-less, not the FP32 weight with the payback bias left on."""
+    fp32 = copy.deepcopy(student["fp32"])
+    for node in fp32.graph.node:
+        if node.op_type == "Conv":
+            del node.input[2:]
+    shifted = quantize_onnx(fp32, student["calib"], candidate_settings(PtqSettings(), "transformer+shift")).model
+    given = [n.name for n in shifted.graph.node if n.op_type == "Conv" and len(n.input) == 3]
+    assert given and all(n.endswith("/Conv") for n in given)  # the centring (or bias correction) added a bias
+    floated = with_float_nodes(shifted, quantized_consumers(shifted), fp32)
+    assert not [n.name for n in floated.graph.node if n.op_type == "Conv" and len(n.input) == 3]
+    np.testing.assert_allclose(onnx_logits(floated, student["images"]), onnx_logits(fp32, student["images"]),
+                               atol=1e-4)
 
 
 def test_depthwise_payback_map_carries_the_zero_padding_border(student: dict) -> None:

@@ -261,3 +261,33 @@ runs = 3
     assert set(int8_rows) == {"onnxruntime", "openvino"} and int8_rows["openvino"]["images"] == 240
     for row in int8_rows.values():
         assert row["vs_reference_top1_agreement"] >= QAT_AGREEMENT and row["vs_reference_cosine"] >= QAT_COSINE, row
+
+
+def test_an_edited_image_in_an_override_calibration_folder_reruns_quantize_and_what_follows(
+        default_run: tuple, tiny_dataset: Path, tmp_path: Path) -> None:
+    """With the built-in data, `[quantize] calib_dir` and `[evaluate] data` point elsewhere: their stages must key on
+    those folders, so editing a calibration image re-runs quantize and everything after it, and an untouched
+    re-run reuses every stage. (The built-in data stage is README command 1's, copied: its 4,800 images are not
+    drawn twice.)"""
+    import shutil
+
+    from PIL import Image
+
+    from coatnet_edge import run
+
+    shutil.copytree(default_run[0] / "data", tmp_path / "out" / "data")
+    calib = shutil.copytree(tiny_dataset / "train", tmp_path / "calib")
+    recipe = load_recipe({"out": str(tmp_path / "out"), "source": {"model": "builtin:student"},
+                          "distill": {"enabled": False},
+                          "quantize": {"calib_dir": str(calib), "calib_size": 40, "candidates": ["cnn"]},
+                          "targets": {"build": ["onnx-int8"]},
+                          "evaluate": {"data": str(tiny_dataset / "val"), "limit": 24},
+                          "benchmark": {"batches": [1], "warmup": 1, "runs": 2}})
+    first = run(recipe, log=lambda line: None)
+    assert first.stages["data"]["cached"] and not any(s["cached"] for n, s in first.stages.items() if n != "data")
+    again = run(recipe, log=lambda line: None)
+    assert all(s["cached"] for s in again.stages.values()), again.stages
+    sampled = build_calibration_set(calib, PreprocessConfig(image_size=64), size=40, seed=0).paths[0]
+    Image.fromarray(255 - np.asarray(Image.open(sampled))).save(sampled)  # one calibration image, inverted
+    edited = run(recipe, log=lambda line: None)
+    assert [n for n, s in edited.stages.items() if not s["cached"]] == ["quantize", "compare"], edited.stages

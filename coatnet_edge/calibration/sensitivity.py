@@ -93,6 +93,8 @@ def with_float_nodes(model: Any, nodes: list[str] | set[str], fp32: Any | None =
             else:
                 raise ValueError(f"{node.name}: input {i} is an INT8 constant; pass the FP32 graph to restore it")
         if from_fp32:  # the FP32 weight and bias were never smoothed nor shifted: the activation must not be either
+            original = originals[node.name]
+            del node.input[len(original.input):]  # a bias the centring gave a Conv that had none in FP32
             _read_before_rewrites(node, produced_by)
             _drop_payback_after(node, graph)
             # the bias that fast bias correction shifted for the INT8 weight (MatMul: in the next Add)

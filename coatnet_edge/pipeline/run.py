@@ -174,26 +174,32 @@ def _preflight(recipe: Recipe) -> None:
 
 
 def _data(recipe: Recipe, out_dir: Path, stage: Callable[..., StageResult]) -> _Inputs:
+    """The four folders the run uses, after every override, and each one's identity taken from that folder
+    (the built-in dataset's hash for its own splits, a fingerprint of the files for any other folder)."""
+    calib_dir, eval_dir = recipe.resolve(recipe.quantize.calib_dir), recipe.resolve(recipe.evaluate.data)
     if recipe.data.train is None:
         done = stage("data", {"builtin_seed": recipe.data.builtin_seed}, lambda folder: _builtin_data(recipe, folder))
         root = done.outputs["dataset"]
-        inputs = _Inputs(root / "train", root / "val", root / "train", root / "val")
-        data_id = done.sha256("dataset")
-        inputs.identity = {"train": data_id, "val": data_id, "calib": data_id, "evaluation": data_id}
-        inputs.calib = recipe.resolve(recipe.quantize.calib_dir) or inputs.calib
-        inputs.evaluation = recipe.resolve(recipe.evaluate.data) or inputs.evaluation
+        inputs = _Inputs(root / "train", root / "val", calib_dir or root / "train", eval_dir or root / "val")
+        builtin: tuple[Path, str] | None = (root, done.sha256("dataset"))
     else:
         train, val = resolve_splits(recipe.resolve(recipe.data.train), recipe.resolve(recipe.data.val))
-        calib = recipe.resolve(recipe.quantize.calib_dir) or train
-        evaluation = recipe.resolve(recipe.evaluate.data) or val
-        if evaluation is None:
+        if (eval_dir or val) is None:
             raise CoatnetEdgeError("no evaluation images: [data] train has no val/ split", path=recipe.path,
                                    fix="set [data] val or [evaluate] data to a labeled folder")
-        inputs = _Inputs(train, val, calib, evaluation)
-        inputs.identity = {"train": folder_fingerprint(train), "val": folder_fingerprint(val) if val else "-"}
-    for name in ("calib", "evaluation"):
-        inputs.identity.setdefault(name, folder_fingerprint(getattr(inputs, name)))
+        inputs, builtin = _Inputs(train, val, calib_dir or train, eval_dir or val), None
+    inputs.identity = {name: _folder_identity(getattr(inputs, name), builtin)
+                       for name in ("train", "val", "calib", "evaluation")}
     return inputs
+
+
+def _folder_identity(folder: Path | None, builtin: tuple[Path, str] | None) -> str:
+    """What a stage that reads ``folder`` is keyed on: editing any image there re-runs it."""
+    if folder is None:
+        return "-"
+    if builtin and folder.resolve().is_relative_to(builtin[0].resolve()):
+        return builtin[1]
+    return folder_fingerprint(folder)
 
 
 def _builtin_data(recipe: Recipe, folder: Path) -> dict[str, Any]:
