@@ -88,7 +88,9 @@ def _verdicts(selection: dict) -> str:
     kept = selection.get("chosen")
     head = (f"baseline {kept} kept" if kept == selection.get("baseline")
             else f"{kept} kept over the baseline {selection.get('baseline')}")
-    return f"{head}; vs baseline on held-out images: {others}" if others else head
+    scored_on = "the calibration images (in-sample)" if (selection.get("score_set") or {}).get("in_sample") \
+        else "held-out images"
+    return f"{head}; vs baseline on {scored_on}: {others}" if others else head
 
 
 def artifact_size(item: str | Path) -> int | None:
