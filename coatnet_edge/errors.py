@@ -9,15 +9,17 @@ from pathlib import Path
 
 
 class CoatnetEdgeError(Exception):
-    """A problem the user can act on. ``str(err)`` is a single line."""
+    """A problem the user can act on. ``str(err)`` is a single line; ``reason``, ``path`` and ``fix`` are its
+    parts, for code that re-raises it with more context (never parse the text)."""
 
     def __init__(self, message: str, *, path: str | Path | None = None, fix: str | None = None):
-        parts = [f"{path}: {message}" if path is not None else message]
+        self.reason = " ".join(message.split())
+        self.path = None if path is None else Path(path)
+        self.fix = fix
+        parts = [f"{path}: {self.reason}" if path is not None else self.reason]
         if fix:
             parts.append(f"fix: {fix}")
         super().__init__(" — ".join(" ".join(p.split()) for p in parts))
-        self.path = None if path is None else Path(path)
-        self.fix = fix
 
 
 class MissingDependencyError(CoatnetEdgeError):

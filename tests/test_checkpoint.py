@@ -63,6 +63,17 @@ def test_pickled_objects_are_refused_not_executed(tmp_path: Path, capsys: pytest
     assert "this must never run" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("content", [b"lr: 0.1\nepochs: 3\n", b""])
+def test_a_file_that_is_no_checkpoint_is_called_that(tmp_path: Path, content: bytes) -> None:
+    """A text file (or an empty one) under a checkpoint name is 'not a PyTorch checkpoint', not a refused pickle."""
+    path = tmp_path / "args.pth"
+    path.write_bytes(content)
+    with pytest.raises(CoatnetEdgeError) as err:
+        load_state_dict(path)
+    assert err.value.reason.startswith("not a PyTorch checkpoint") and "unpickle" not in str(err.value)
+    assert err.value.path == path and ".safetensors" in err.value.fix
+
+
 def test_mismatched_keys_name_the_first_ones_and_the_file(tmp_path: Path, model: torch.nn.Module) -> None:
     path = save_checkpoint(model, tmp_path / "m.safetensors")
     state = load_state_dict(path)

@@ -20,6 +20,16 @@ def test_import_pulls_in_no_heavy_backend() -> None:
     assert proc.stdout.strip() == "[]"
 
 
+def test_loading_a_recipe_pulls_in_no_heavy_backend() -> None:
+    """`coatnet-edge run --print-recipe` and a recipe check must not wait for torch: the recipe's sections are plain
+    option dataclasses (TrainConfig, QuantizeOptions, the targets' candidate names), not the verbs that use them."""
+    code = ("import sys; from coatnet_edge.pipeline.recipe import load_recipe, recipe_toml; "
+            "recipe_toml(load_recipe(None)); "
+            f"print([m for m in {HEAVY!r} if m in sys.modules])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
+
+
 def test_public_api_resolves() -> None:
     import coatnet_edge
 

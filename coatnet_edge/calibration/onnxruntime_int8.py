@@ -18,11 +18,12 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import onnx
 
+from coatnet_edge.calibration.options import ONNXRUNTIME_CANDIDATES
 from coatnet_edge.calibration.selection import select
 from coatnet_edge.calibration.target_inputs import (
     SelectionUnavailable,
@@ -34,8 +35,6 @@ from coatnet_edge.calibration.target_inputs import (
 from coatnet_edge.export.gelu_fusion import fuse_gelu
 from coatnet_edge.runtime.onnxruntime import InMemorySession
 
-OnnxRuntimeCandidate = Literal["plain", "u8", "qdq"]
-ONNXRUNTIME_CANDIDATES: tuple[str, ...] = ("plain", "u8", "qdq")
 CANDIDATE_TEXT = {
     "plain": "ONNX Runtime quantize_static (QDQ, u8 activations, s8 per-channel weights, every op, min/max ranges)",
     "qdq": "the Q/DQ graph (the TensorRT graph) as is",

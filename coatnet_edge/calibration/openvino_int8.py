@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from coatnet_edge.calibration.options import OPENVINO_CANDIDATES
 from coatnet_edge.calibration.selection import Scored, Selection, interleaved_p50, score, select, speed_ratio
 from coatnet_edge.calibration.target_inputs import (
     SelectionInputs,
@@ -33,11 +34,6 @@ from coatnet_edge.errors import MissingDependencyError
 from coatnet_edge.runtime.openvino import CpuCompiled
 from coatnet_edge.stats import paired_difference
 
-OpenVinoCandidate = Literal["nncf-transformer", "nncf-transformer-unfused", "nncf", "nncf-unfused", "qdq"]
-# baseline first: NNCF TRANSFORMER on the fused graph was the most faithful plain path on every built-in and fresh
-# model (docs/int8_seeds.md); the unfused form stays a candidate (docs/openvino_graph_form.md)
-OPENVINO_CANDIDATES: tuple[str, ...] = ("nncf-transformer", "nncf-transformer-unfused", "nncf", "nncf-unfused",
-                                        "qdq")
 CANDIDATE_TEXT = {
     "qdq": "the Q/DQ graph (the TensorRT graph) converted",
     "nncf": "NNCF on ov.convert_model(onnx) (defaults)",

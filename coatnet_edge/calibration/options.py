@@ -11,6 +11,15 @@ from typing import Any, Literal
 
 from coatnet_edge.errors import CoatnetEdgeError
 
+OpenVinoCandidate = Literal["nncf-transformer", "nncf-transformer-unfused", "nncf", "nncf-unfused", "qdq"]
+# baseline first: NNCF TRANSFORMER on the fused graph was the most faithful plain path on every built-in and fresh
+# model (docs/int8_seeds.md); the unfused form stays a candidate (docs/openvino_graph_form.md)
+OPENVINO_CANDIDATES: tuple[str, ...] = ("nncf-transformer", "nncf-transformer-unfused", "nncf", "nncf-unfused",
+                                        "qdq")
+# ONNX Runtime target: baseline first (quantize_static as its docs show it)
+OnnxRuntimeCandidate = Literal["plain", "u8", "qdq"]
+ONNXRUNTIME_CANDIDATES: tuple[str, ...] = ("plain", "u8", "qdq")
+
 Method = Literal["ptq", "qat"]
 Preset = Literal["tensorrt", "openvino"]  # tensorrt: symmetric INT8 everywhere; openvino: asymmetric activations
 Scheme = Literal["auto", "hybrid", "cnn", "transformer"]  # auto: each of ``candidates`` measured, the best kept
@@ -80,3 +89,18 @@ def choices(name: str) -> tuple[str, ...]:
     """The allowed values of a ``QuantizeOptions`` field (for the CLI's ``click.Choice`` and the recipe)."""
     return typing.get_args(typing.get_type_hints(QuantizeOptions)[name])
 
+
+@dataclass(frozen=True)
+class QatConfig:
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 1e-4  # AdamW, cosine decay; measured on the built-in student: 1e-4 > 2e-5
+    kd_alpha: float = 1.0  # KD weight when labels exist (1.0: reproduce the FP32 model, labels unused)
+    kd_temperature: float = 1.0  # match the FP32 logits themselves: agreement is the goal
+    min_crop_scale: float = 0.5
+    seed: int = 0
+    workers: int = 2
+    max_steps_per_epoch: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

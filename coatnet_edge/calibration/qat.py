@@ -19,7 +19,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from coatnet_edge.atomic import atomic_path, ensure_output_dir
+from coatnet_edge.calibration.options import QatConfig
 from coatnet_edge.calibration.ptq import PtqSettings, nncf_preset_args, tensorrt_activation_args, to_signed_int8
 from coatnet_edge.data.augment import AugmentConfig
 from coatnet_edge.data.folders import ImageFolder
@@ -43,28 +44,9 @@ from coatnet_edge.training.schedule import Schedule
 from coatnet_edge.training.torch_data import FolderDataset, without_worker_sigchld
 
 Log = Callable[[str], None]
-# NNCF builds its torch C++ extension on first use and gives up after 60 s; on a busy 2-core machine the
-# build took longer (a QAT run died with ExtensionLoaderTimeoutException). A user's own setting wins.
-os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "600")
 _EVAL_BATCH = 128  # images per forward pass when measuring agreement with FP32
 _TORCH_FLOAT_IN_ATTENTION = {"layer_norm", "softmax", "add", "mul", "div", "gelu", "__add__", "__mul__",
                              "__truediv__", "__iadd__"}
-
-
-@dataclass(frozen=True)
-class QatConfig:
-    epochs: int = 3
-    batch_size: int = 64
-    lr: float = 1e-4  # AdamW, cosine decay; measured on the built-in student: 1e-4 > 2e-5
-    kd_alpha: float = 1.0  # KD weight when labels exist (1.0: reproduce the FP32 model, labels unused)
-    kd_temperature: float = 1.0  # match the FP32 logits themselves: agreement is the goal
-    min_crop_scale: float = 0.5
-    seed: int = 0
-    workers: int = 2
-    max_steps_per_epoch: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -89,9 +71,16 @@ def torch_hybrid_float_nodes(model: nn.Module, image_size: int, attention_stages
             or (n.node_type == "mean" and not n.node_name.startswith("stages/"))]
 
 
+def _allow_slow_extension_build() -> None:
+    """NNCF builds its torch C++ extension on first use and gives up after 60 s; on a busy 2-core machine the build
+    took longer (a QAT run died with ExtensionLoaderTimeoutException). Set when QAT starts; a user's setting wins."""
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "600")
+
+
 def fake_quantize(model: nn.Module, calib: ImageSample, settings: PtqSettings) -> tuple[nn.Module, list[str]]:
     """NNCF fake-quant copy of ``model`` calibrated on ``calib`` (the QAT starting point)."""
     try:
+        _allow_slow_extension_build()
         import nncf
     except ImportError:
         raise MissingDependencyError("nncf", hint="pip install nncf") from None

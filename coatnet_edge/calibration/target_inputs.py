@@ -37,10 +37,6 @@ class TargetInt8:
 class SelectionUnavailable(CoatnetEdgeError):
     """The selection's inputs are not at hand: the target keeps the Q/DQ graph and records ``reason``."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
 
 @dataclass
 class SelectionInputs:

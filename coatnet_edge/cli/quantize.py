@@ -10,8 +10,7 @@ from typing import Any
 
 import click
 
-from coatnet_edge.calibration.options import QuantizeOptions
-from coatnet_edge.calibration.qat import QatConfig
+from coatnet_edge.calibration.options import QatConfig, QuantizeOptions
 from coatnet_edge.calibration.quantize import quantize as run_quantize
 from coatnet_edge.cli.options import (
     config_from,

@@ -1,6 +1,6 @@
 """The second built-in dataset family: glyphs rendered from the TrueType fonts that ship with matplotlib.
 
-Why a second family: INT8 defaults tuned on one kind of image do not carry over to another (issue 16).
+Why a second family: INT8 defaults tuned on one kind of image do not carry over to another.
 These images have statistics unlike the shapes: dark textured backgrounds, thin high-contrast strokes,
 outlined and filled letters in 16 typefaces (DejaVu Sans/Serif/Mono and STIX in regular, bold and
 italic, Computer Modern), rotation, clutter glyphs, blur and sensor noise. The label is the character

@@ -132,7 +132,7 @@ class _Picked:
                 self.short_sides.append(min(img.size))
                 self.paths.append(path)
             except CoatnetEdgeError as err:
-                self.skipped.append(Skipped(path, str(err).removeprefix(f"{path}: ")))
+                self.skipped.append(Skipped(path, err.reason))
         return read
 
     def sample(self, min_images: int, size: int, warn_short: bool, purpose: str, dir_option: str) -> ImageSample:

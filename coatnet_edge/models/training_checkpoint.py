@@ -46,6 +46,11 @@ class TrainedWeights:
 
 def safe_torch_load(path: Path) -> Any:
     """``torch.load(weights_only=True)`` with ``ALLOWED_GLOBALS``; refuses anything else in one line."""
+    head = path.read_bytes()[:4] if path.is_file() else b""
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save: a zip, or (legacy) a pickle
+        raise CoatnetEdgeError(f"not a PyTorch checkpoint (it starts with {head!r}, neither the zip archive "
+                               "torch.save writes nor a pickle)", path=path,
+                               fix="pass the .pth/.pth.tar/.pt file your training wrote, or a .safetensors file")
     try:
         with torch.serialization.safe_globals(list(ALLOWED_GLOBALS)):
             return torch.load(str(path), map_location="cpu", weights_only=True)

@@ -23,13 +23,22 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
-from coatnet_edge.calibration.onnxruntime_int8 import ONNXRUNTIME_CANDIDATES, OnnxRuntimeCandidate
-from coatnet_edge.calibration.openvino_int8 import OPENVINO_CANDIDATES, OpenVinoCandidate
-from coatnet_edge.calibration.options import BudgetOrder, Candidate, Method, Preset, QuantizeOptions, Scheme
+from coatnet_edge.calibration.options import (
+    ONNXRUNTIME_CANDIDATES,
+    OPENVINO_CANDIDATES,
+    BudgetOrder,
+    Candidate,
+    Method,
+    OnnxRuntimeCandidate,
+    OpenVinoCandidate,
+    Preset,
+    QuantizeOptions,
+    Scheme,
+)
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.runtime import registry
-from coatnet_edge.training.verbs import TrainConfig
+from coatnet_edge.training.config import TrainConfig
 
 TARGETS = registry.pipeline_targets()
 
@@ -236,7 +245,7 @@ def _section(kind: type, name: str, table: dict[str, Any], where: Path) -> Any:
     try:
         return kind(**values)
     except CoatnetEdgeError as err:  # a section's own checks (TrainConfig's): name the recipe and the table
-        raise CoatnetEdgeError(f"[{name}] {str(err).split(' — fix: ')[0]}", path=where, fix=err.fix) from None
+        raise CoatnetEdgeError(f"[{name}] {err.reason}", path=where, fix=err.fix) from None
 
 
 def _check_keys(table: dict[str, Any], known: dict[str, Any], where: Path, scope: str) -> None:
