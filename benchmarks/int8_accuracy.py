@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from docpage import INTERVALS_NOTE, Machine, change_text, fidelity_fields, printable, share_text, table, write_page
 
-from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
+from coatnet_edge.calibration.ptq import PtqSettings, quantize_onnx
 from coatnet_edge.calibration.qat import QatConfig, export_qat_onnx, fake_quantize, qat
 from coatnet_edge.calibration.sensitivity import fit_budget, onnx_logits, rank_layers
 from coatnet_edge.data.folders import scan_folder
@@ -36,6 +36,7 @@ from coatnet_edge.data.synth import SynthConfig, write_dataset
 from coatnet_edge.environment import cpu_info
 from coatnet_edge.export.onnx import export_onnx
 from coatnet_edge.export.openvino import export_openvino
+from coatnet_edge.export.qdq_rules import float_layers
 from coatnet_edge.runtime import load_runner
 
 
@@ -92,7 +93,7 @@ def main() -> None:
             path = work / f"{len(rows)}.int8.onnx"
             onnx.save(model, str(path))
             rows.append({"model": source, "config": config, "seconds": round(seconds, 1),
-                         "float_conv_matmul": len(float_weighted_layers(model)),
+                         "float_conv_matmul": len(float_layers(model)),
                          **_measure(path, work, images, labels, ref), **(extra or {})})
             print(json.dumps(printable(rows[-1])), flush=True)
 

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from PIL import Image
 
-from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
+from coatnet_edge.calibration.ptq import PtqSettings, quantize_onnx
 from coatnet_edge.calibration.sensitivity import (
     fit_budget,
     onnx_logits,
@@ -20,6 +20,7 @@ from coatnet_edge.calibration.sensitivity import (
 )
 from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.export.onnx import export_onnx
+from coatnet_edge.export.qdq_rules import float_layers
 from coatnet_edge.models.checkpoint import load_checkpoint
 from tests.conftest import assert_one_line_error, run_cli
 from tests.graphs import dequantized_inputs
@@ -51,7 +52,7 @@ def test_a_layer_returned_to_float_reads_float_inputs_and_nothing_else_changes(p
     floated = with_float_nodes(qmodel, [conv], ptq["fp32"])
     onnx.checker.check_model(floated)
     assert _dq_inputs(floated, conv) == 0
-    assert set(float_weighted_layers(floated)) == set(float_weighted_layers(qmodel)) | {conv}
+    assert set(float_layers(floated)) == set(float_layers(qmodel)) | {conv}
     assert len(quantized_consumers(floated)) == len(quantized_consumers(qmodel)) - 1
     ref = onnx_logits(ptq["fp32"], ptq["images"])
     assert onnx_logits(floated, ptq["images"]).shape == ref.shape

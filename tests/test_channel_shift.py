@@ -11,11 +11,11 @@ import pytest
 
 from coatnet_edge.calibration.candidates import candidate_settings
 from coatnet_edge.calibration.channel_shift import PAYBACK_TAG, SHIFT_TAG, center_activations, channel_ranges
-from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers, quantize_onnx
+from coatnet_edge.calibration.ptq import PtqSettings, quantize_onnx
 from coatnet_edge.calibration.sensitivity import onnx_logits, quantized_consumers, with_float_nodes
 from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.export.onnx import export_onnx
-from coatnet_edge.export.qdq_rules import check_qdq
+from coatnet_edge.export.qdq_rules import check_qdq, float_layers
 from coatnet_edge.models.checkpoint import load_checkpoint
 
 
@@ -67,7 +67,7 @@ def test_shift_candidate_quantizes_the_centred_inputs_where_the_scheme_put_int8(
     plain = quantize_onnx(student["fp32"], student["calib"], candidate_settings(PtqSettings(), "transformer"))
     result = student["shifted"]
     assert result.shifted and not plain.shifted
-    assert set(float_weighted_layers(result.model)) == set(float_weighted_layers(plain.model))
+    assert set(float_layers(result.model)) == set(float_layers(plain.model))
     assert not check_qdq(result.model).errors  # still a graph TensorRT builds
     produced_by = {out: n for n in result.model.graph.node for out in n.output}
     for sub in (n for n in result.model.graph.node if n.name.endswith(SHIFT_TAG)):

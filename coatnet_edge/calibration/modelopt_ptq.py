@@ -20,9 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from coatnet_edge.calibration.ptq import PtqResult, PtqSettings, float_weighted_layers
+from coatnet_edge.calibration.ptq import PtqResult, PtqSettings
 from coatnet_edge.data.sampling import ImageSample
 from coatnet_edge.errors import MissingDependencyError
+from coatnet_edge.export.qdq_rules import float_layers
 
 CANDIDATE = "modelopt"
 CALIBRATION_METHOD = "entropy"  # Model Optimizer's INT8 default
@@ -66,4 +67,4 @@ def quantize_modelopt(fp32_model: Any | str | Path, calib: ImageSample, settings
                  calibration_method=CALIBRATION_METHOD, calibration_eps=["cpu"], high_precision_dtype="fp32",
                  output_path=str(target), log_level="ERROR")
         model = onnx.load(str(target))
-    return PtqResult(model, settings, [], float_weighted_layers(model))
+    return PtqResult(model, settings, [], float_layers(model))

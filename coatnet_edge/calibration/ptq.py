@@ -27,10 +27,10 @@ from coatnet_edge.calibration.options import PRESETS, SCHEMES
 from coatnet_edge.calibration.sensitivity import quantized_consumers
 from coatnet_edge.data.sampling import ImageSample
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
+from coatnet_edge.export.qdq_rules import float_layers
 
 ATTENTION_STAGES = re.compile(r"^/stages/stages\.[34]/")
 _FLOAT_IN_ATTENTION = ("Add", "Mul", "Div", "LayerNormalization", "Softmax", "Erf")
-_WEIGHTED = ("Conv", "MatMul", "Gemm")
 
 
 @dataclass(frozen=True)
@@ -75,19 +75,6 @@ def hybrid_float_nodes(model: Any, attention_stages: str = ATTENTION_STAGES.patt
     return [n.name for n in model.graph.node
             if (stages.match(n.name) and n.op_type in _FLOAT_IN_ATTENTION)
             or (n.op_type in ("ReduceMean", "GlobalAveragePool") and not n.name.startswith("/stages/"))]
-
-
-def float_weighted_layers(model: Any) -> list[str]:
-    """Conv/MatMul/Gemm nodes none of whose inputs come from a DequantizeLinear: they run in float."""
-    produced_by = {out: n for n in model.graph.node for out in n.output}
-    result = []
-    for node in model.graph.node:
-        if node.op_type not in _WEIGHTED:
-            continue
-        producers = [produced_by.get(name) for name in node.input]
-        if not any(p is not None and p.op_type == "DequantizeLinear" for p in producers):
-            result.append(node.name)
-    return result
 
 
 def nncf_preset_args(settings: PtqSettings) -> dict[str, Any]:
@@ -137,7 +124,7 @@ def quantize_onnx(fp32_model: Any | str | Path, calib: ImageSample,
     quantized = _nncf_quantize(model, calib.images, settings, ignored, settings.fast_bias_correction)
     if settings.preset == "tensorrt":
         to_signed_int8(quantized)
-    return PtqResult(quantized, settings, ignored, float_weighted_layers(quantized), shifted)
+    return PtqResult(quantized, settings, ignored, float_layers(quantized), shifted)
 
 
 def _nncf_quantize(model: Any, images: Any, settings: PtqSettings, ignored: list[str], bias_correction: bool) -> Any:

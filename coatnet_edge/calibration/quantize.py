@@ -25,7 +25,7 @@ from coatnet_edge.calibration.layer_cost import measure_costs, p50_batch1, per_m
 from coatnet_edge.calibration.modelopt_ptq import CANDIDATE as MODELOPT
 from coatnet_edge.calibration.modelopt_ptq import modelopt_record, require_modelopt
 from coatnet_edge.calibration.options import QuantizeOptions
-from coatnet_edge.calibration.ptq import PtqSettings, float_weighted_layers
+from coatnet_edge.calibration.ptq import PtqSettings
 from coatnet_edge.calibration.qat import QatConfig, qat
 from coatnet_edge.calibration.selection import MIN_SCORE_IMAGES, in_sample_score_set, score_set_of
 from coatnet_edge.calibration.sensitivity import (
@@ -40,6 +40,7 @@ from coatnet_edge.data.sampling import ImageSample, split_calibration_folder
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.export.onnx import TENSORRT_GRAPH_ROLE, export_fp32_onnx
 from coatnet_edge.export.parity import artifact_parity
+from coatnet_edge.export.qdq_rules import float_layers
 from coatnet_edge.hashing import sha256_file
 from coatnet_edge.manifest import write_manifest
 from coatnet_edge.measure.evaluate import evaluate_pair, load_eval_data
@@ -205,7 +206,7 @@ def _manifest(inputs: _Inputs, record: dict[str, Any], fp32_path: Path, fp32_rec
             "used_for": "candidate scores (with a corrupted copy); the accuracy budget when no --eval-dir"},
         # what the OpenVINO target re-quantizes from when it measures NNCF on the OpenVINO model
         "fp32_onnx": {"path": fp32_path.name, "sha256": sha256_file(fp32_path)},
-        "float_layers": float_weighted_layers(qmodel),
+        "float_layers": float_layers(qmodel),
         "check_vs_fp32": artifact_parity(fp32_path, int8_path, (calib.images[:CHECK_IMAGES], (
             f"first {min(CHECK_IMAGES, len(calib))} calibration images")), "int8", backend="onnxruntime", device="CPU"),
     }

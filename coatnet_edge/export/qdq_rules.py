@@ -215,3 +215,9 @@ def _upstream_matmul(g: _Graph, name: str, depth: int = 4) -> Any | None:
             return node
         node = g.producer.get(node.input[0])
     return None
+
+
+def float_layers(model: Any) -> list[str]:
+    """The Conv/MatMul/Gemm layers TensorRT runs in float (not all of their data and weight inputs dequantized):
+    the one count the manifests, the candidates' records and the docs use."""
+    return check_qdq(model).float_layers
