@@ -67,7 +67,8 @@ def test_shift_candidate_quantizes_the_centred_inputs_where_the_scheme_put_int8(
     plain = quantize_onnx(student["fp32"], student["calib"], candidate_settings(PtqSettings(), "transformer"))
     result = student["shifted"]
     assert result.shifted and not plain.shifted
-    assert set(float_layers(result.model)) == set(float_layers(plain.model))
+    # centring never leaves a layer in float that the scheme quantized (its quantized input can make one whole INT8)
+    assert set(float_layers(result.model)) <= set(float_layers(plain.model))
     assert not check_qdq(result.model).errors  # still a graph TensorRT builds
     produced_by = {out: n for n in result.model.graph.node for out in n.output}
     for sub in (n for n in result.model.graph.node if n.name.endswith(SHIFT_TAG)):
