@@ -320,3 +320,12 @@ def test_score_images_are_the_held_out_images_and_a_copy_corrupted_at_cycled_sev
         assert np.array_equal(images[n + i], per_level[(2, 3, 4)[(i // 4) % 3]][i]), i
     assert record["images"] == n and record["sha256"] == held_out.sha256
     assert record["corrupted_copy"]["severities"] == [2, 3, 4] and f"{n} images of {folder}" in what
+
+
+def test_score_batches_shrink_with_the_image_area() -> None:
+    """64 images per batch at 64 px, 5 at 224 px: each candidate's runtime memory stays bounded at any size."""
+    from coatnet_edge.calibration.selection import score_batch
+
+    assert score_batch(np.zeros((2, 3, 64, 64), np.float32)) == 64
+    assert score_batch(np.zeros((2, 3, 224, 224), np.float32)) == 5
+    assert score_batch(np.zeros((2, 3, 1024, 1024), np.float32)) == 1

@@ -32,6 +32,7 @@ DEFAULT_MEASURE: Measure = "kl"
 MIN_SCORE_IMAGES = 32  # fewer held-out images than this cannot tell candidates apart: the baseline is kept
 SCORE_SEVERITIES = (2, 3, 4)  # the corrupted half of the score set cycles these with the four corruption kinds
 SPEED_MARGIN = 0.90  # a tied candidate replaces the baseline only if its p50 ratio's whole interval is below this
+SCORE_PIXELS = 64 * 64 * 64  # images x pixels per scoring batch (see score_batch)
 TIMING = {"warmup": 3, "rounds": 7, "runs": 10}  # batch 1, interleaved: drift hits every candidate alike
 Log = Callable[[str], None]
 
@@ -63,7 +64,7 @@ def score_images(held_out: ImageSample) -> tuple[np.ndarray, str, dict[str, Any]
 def score_set_of(held_out: ImageSample, fp32_model: Any) -> ScoreSet:
     """The score set of a held-out sample: its images, their corrupted copy, and the FP32 graph's logits on them."""
     images, what, record = score_images(held_out)
-    return ScoreSet(images, onnx_logits(fp32_model, images), what, record)
+    return ScoreSet(images, onnx_logits(fp32_model, images, batch_size=score_batch(images)), what, record)
 
 
 def in_sample_score_set(calib: ImageSample, fp32_model: Any) -> ScoreSet | None:
@@ -75,7 +76,8 @@ def in_sample_score_set(calib: ImageSample, fp32_model: Any) -> ScoreSet | None:
     images, what, record = score_images(calib)
     what = (f"no images beyond the calibration sample: the {len(calib)} calibration images themselves (in-sample) "
             f"and the same images corrupted" + what.partition("corrupted")[2])
-    return ScoreSet(images, onnx_logits(fp32_model, images), what, {**record, "in_sample": True})
+    return ScoreSet(images, onnx_logits(fp32_model, images, batch_size=score_batch(images)), what,
+                    {**record, "in_sample": True})
 
 
 def badness(fidelity: PerImage, measure: str) -> np.ndarray:
@@ -101,9 +103,17 @@ class Scored:
     p50_rounds: np.ndarray | None = None  # batch-1 p50 of each interleaved round, ms
 
 
+def score_batch(images: np.ndarray) -> int:
+    """Images per scoring batch: 64 at 64 px, 5 at 224 px. Every candidate's runner stays alive until the decision
+    (the speed tie-break times them) and a runtime keeps memory for the largest batch it ran; scoring CoAtNet-0's
+    candidates at 224 px in batches of 64 drove a 24 GB machine into swap."""
+    pixels = int(np.prod(images.shape[2:])) if images.ndim >= 4 else 1
+    return max(1, SCORE_PIXELS // max(pixels, 1))
+
+
 def score(name: str, built: Any, runner: Any, score_set: ScoreSet, seconds: float) -> Scored:
-    return Scored(name, built, runner, per_image_fidelity(score_set.reference, run_batches(runner, score_set.images)),
-                  seconds)
+    outputs = run_batches(runner, score_set.images, score_batch(score_set.images))
+    return Scored(name, built, runner, per_image_fidelity(score_set.reference, outputs), seconds)
 
 
 def interleaved_p50(scored: Sequence[Scored], image: np.ndarray, *, warmup: int = TIMING["warmup"],
