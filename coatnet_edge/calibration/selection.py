@@ -50,21 +50,21 @@ class ScoreSet:
         return len(self.images)
 
 
-def score_images(held_out: ImageSample) -> tuple[np.ndarray, str, dict[str, Any]]:
-    """The held-out images and a corrupted copy of them (four kinds x severities 2-4 cycled): INT8 flips happen
-    near decision boundaries, and shifted inputs have more of them."""
-    corrupted = corrupted_batch(held_out.paths, held_out.preprocess, severities=SCORE_SEVERITIES)
-    what = (f"{len(held_out)} images of {held_out.root} beyond the calibration sample, and the same images "
-            f"corrupted ({', '.join(CORRUPTIONS)} x severities {', '.join(map(str, SCORE_SEVERITIES))}, cycled)")
-    record = {"root": str(held_out.root), "images": len(held_out), "sha256": held_out.sha256,
+def score_images(sample: ImageSample, clean: str | None = None) -> tuple[np.ndarray, str, dict[str, Any]]:
+    """The images and a corrupted copy of them (four kinds x severities 2-4 cycled): INT8 flips happen near decision
+    boundaries, and shifted inputs have more of them. ``clean`` describes the uncorrupted half (default: held out)."""
+    corrupted = corrupted_batch(sample.paths, sample.preprocess, severities=SCORE_SEVERITIES)
+    clean = clean or f"{len(sample)} images of {sample.root} beyond the calibration sample"
+    what = (f"{clean}, and the same images corrupted ({', '.join(CORRUPTIONS)} x severities "
+            f"{', '.join(map(str, SCORE_SEVERITIES))}, cycled)")
+    record = {"root": str(sample.root), "images": len(sample), "sha256": sample.sha256,
               "corrupted_copy": {"kinds": list(CORRUPTIONS), "severities": list(SCORE_SEVERITIES)}}
-    return np.concatenate([held_out.images, corrupted]), what, record
+    return np.concatenate([sample.images, corrupted]), what, record
 
 
 def score_set_of(held_out: ImageSample, fp32_model: Any) -> ScoreSet:
     """The score set of a held-out sample: its images, their corrupted copy, and the FP32 graph's logits on them."""
-    images, what, record = score_images(held_out)
-    return ScoreSet(images, onnx_logits(fp32_model, images, batch_size=score_batch(images)), what, record)
+    return _with_reference(*score_images(held_out), fp32_model)
 
 
 def in_sample_score_set(calib: ImageSample, fp32_model: Any) -> ScoreSet | None:
@@ -73,11 +73,13 @@ def in_sample_score_set(calib: ImageSample, fp32_model: Any) -> ScoreSet | None:
     calibration sample is smaller than MIN_SCORE_IMAGES."""
     if len(calib) < MIN_SCORE_IMAGES:
         return None
-    images, what, record = score_images(calib)
-    what = (f"no images beyond the calibration sample: the {len(calib)} calibration images themselves (in-sample) "
-            f"and the same images corrupted" + what.partition("corrupted")[2])
-    return ScoreSet(images, onnx_logits(fp32_model, images, batch_size=score_batch(images)), what,
-                    {**record, "in_sample": True})
+    images, what, record = score_images(calib, f"no images beyond the calibration sample: the {len(calib)} "
+                                               "calibration images themselves (in-sample)")
+    return _with_reference(images, what, {**record, "in_sample": True}, fp32_model)
+
+
+def _with_reference(images: np.ndarray, what: str, record: dict[str, Any], fp32_model: Any) -> ScoreSet:
+    return ScoreSet(images, onnx_logits(fp32_model, images, batch_size=score_batch(images)), what, record)
 
 
 def badness(fidelity: PerImage, measure: str) -> np.ndarray:
