@@ -94,19 +94,21 @@ INTERVALS_NOTE = ("Every accuracy cell is `value [low, high]`, its 95 % interval
                   "on the same images (drop, change), where 'tie' means the interval includes zero.")
 
 
+def _percent(share: Any) -> str:
+    return f"{100 * share.value:.2f} [{100 * share.low:.1f}, {100 * share.high:.1f}]"
+
+
 def share_text(hits: Any) -> str:
     """A share of images in %, with its Wilson interval: '98.58 [97.7, 99.1]'."""
     import numpy as np
 
     hits = np.asarray(hits, dtype=bool)
-    share = wilson(int(hits.sum()), hits.size)
-    return f"{100 * share.value:.2f} [{100 * share.low:.1f}, {100 * share.high:.1f}]"
+    return _percent(wilson(int(hits.sum()), hits.size))
 
 
 def fraction_text(fraction: float, images: int) -> str:
     """A share given as a fraction of ``images`` (e.g. a library's top-1 agreement), with its Wilson interval."""
-    share = wilson(round(fraction * images), images)
-    return f"{100 * share.value:.2f} [{100 * share.low:.1f}, {100 * share.high:.1f}]"
+    return _percent(wilson(round(fraction * images), images))
 
 
 def fidelity_fields(reference: Any, output: Any, prefix: str = "") -> dict[str, Any]:
