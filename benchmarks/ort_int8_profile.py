@@ -1,12 +1,15 @@
-"""Where ONNX Runtime spends its time on CoAtNet-0 at 224: FP32 vs the Q/DQ graph TensorRT builds vs the u8
+"""Where ONNX Runtime spends its time on CoAtNet-0 at 224: FP32 vs the Q/DQ graphs TensorRT builds vs the u8
 graph of the ONNX Runtime target (GELU as one op), per operator type, from ONNX Runtime's own profiler.
 
     python benchmarks/ort_int8_profile.py [--model coatnet_0] [--runs 10]
 
 Why: the Q/DQ graph ran slower than FP32 in ONNX Runtime (docs/int8_peers.md). This page shows which
-kernels cost what in each graph, so the cause is measured rather than guessed. Seeded random weights
-(timing only), 32 calibration images of the built-in train split upscaled to 224, batch 1; each graph
-runs 3 warm-up + ``--runs`` profiled runs; times are the mean per run of each operator type's kernels.
+kernels cost what in each graph, so the cause is measured rather than guessed. The Q/DQ graphs are two of
+``quantize``'s candidates, made by its own candidate code: ``cnn`` (the baseline it keeps unless another is
+more faithful) and ``transformer+shift`` (the centred one: its extra Sub / Add ops show here). Seeded random
+weights (timing only, so no candidate is chosen by accuracy), 32 calibration images of the built-in train
+split upscaled to 224, batch 1; each graph runs 3 warm-up + ``--runs`` profiled runs; times are the mean per
+run of each operator type's kernels.
 Writes docs/ort_int8_profile.md.
 """
 
@@ -23,8 +26,9 @@ from typing import Any
 import numpy as np
 from docpage import Machine, table, write_page  # the script folder is on sys.path
 
+from coatnet_edge.calibration.candidates import quantize_candidate
 from coatnet_edge.calibration.onnxruntime_int8 import u8_graph
-from coatnet_edge.calibration.ptq import PtqSettings, quantize_onnx
+from coatnet_edge.calibration.ptq import PtqSettings
 from coatnet_edge.data.folders import scan_folder
 from coatnet_edge.data.preprocess import PreprocessConfig, preprocess_batch
 from coatnet_edge.data.sampling import ImageSample
@@ -79,10 +83,12 @@ def main() -> None:
     pre = PreprocessConfig(image_size=224, crop_pct=1.0)
     paths = sorted(scan_folder(data / "train", verify=False).paths)[::100][:32]
     calib = ImageSample(data / "train", paths, preprocess_batch(paths, pre), pre, seed=0)
-    graphs = {"FP32": fp32, "Q/DQ (the TensorRT graph, transformer scheme)": work / "qdq.onnx",
+    qdq = {name: work / f"qdq_{name.replace('+', '_')}.onnx" for name in ("cnn", "transformer+shift")}
+    graphs = {"FP32": fp32, **{f"Q/DQ, candidate {name} (a TensorRT graph)": path for name, path in qdq.items()},
               "u8, GELU left as the export wrote it (five ops)": work / "u8_split.onnx",
               "u8 (the ONNX Runtime target's u8 candidate, GELU as one op)": work / "u8.onnx"}
-    onnx.save(quantize_onnx(fp32, calib, PtqSettings(scheme="transformer")).model, str(work / "qdq.onnx"))
+    for name, path in qdq.items():
+        onnx.save(quantize_candidate(fp32, calib, PtqSettings(), name).model, str(path))
     onnx.save(u8_graph(fp32, calib.images), str(work / "u8.onnx"))
     onnx.save(u8_graph(fp32, calib.images, fuse=False), str(work / "u8_split.onnx"))
     results = {label: profile(path, calib.images[:1], args.runs, work) for label, path in graphs.items()}
