@@ -1,31 +1,15 @@
-"""Per-channel activation centering for symmetric INT8: shift a layer's input, pay it back after the layer, exactly.
+"""Per-channel activation centring for symmetric INT8: shift a layer's input, pay it back after the layer, exactly.
 
-Why: TensorRT takes symmetric signed INT8 activations only, with one scale per tensor. An activation whose
-channels sit off zero (a LayerNorm or BatchNorm output with its learned offset, a GELU output that is
-never below -0.17) then spends part of its 255 levels on values that never occur; the OpenVINO path
-avoids that with asymmetric activations, which TensorRT refuses. Outlier Suppression+ (Wei et al. 2023)
-moves each channel instead: ``y = W x + b = W (x - z) + (b + W z)``, exact in float for a 1x1 convolution
-or a matrix product, so the graph stays a plain FP32 graph (one ``Sub`` per shifted tensor, which
-TensorRT fuses into the quantizer's pointwise kernel) and NNCF then quantizes the centred tensor.
-
-A depthwise (grouped) 3x3 convolution reads a GELU output, the most lopsided activation of an MBConv block,
-but pads with zeros: ``conv(pad(x)) = conv(pad(x - z)) + conv(pad(z))``, and the last term is a constant map
-that equals ``W z`` inside and differs where the kernel overlaps the border. It is computed once (one
-Conv in ONNX Runtime) and added after the layer (``Add``, tagged ``PAYBACK_TAG``), again exact in float.
-The map is stored whole (C x H x W floats), so the file grows with the input size; ONNX Runtime and
-OpenVINO run the Sub and the Add as kernels of their own (measured in docs/openvino_int8_profile.md).
-
-``z`` is the per-channel midpoint of the calibration range times ``strength``. The full midpoint makes
-the calibration range symmetric and wastes nothing on it, but it also removes the slack on the short
-side that images unlike the calibration set (blurred, noisy) use; half of it keeps some. The candidate
-is measured against the others on held-out clean and corrupted images, so it is kept only where it helps
-(docs/tensorrt_candidates.md).
-
-Only layers the scheme quantizes anyway are shifted (``only``): a shift in front of a float layer
-would cost a Sub for nothing, and a new op in front of a layer changes where NNCF places quantizers.
-Dense k x k convolutions (the stem's second conv) are not shifted: measured on the shapes and glyph teachers
-and students, centring the depthwise inputs raised the corrupted-image agreement of all four over 1x1 /
-MatMul alone, while centring the stem as well helped the shapes models and hurt the glyph ones.
+Why: TensorRT takes only symmetric signed INT8 activations with one scale per tensor, so a tensor whose
+channels sit off zero (a norm output with its learned offset, a GELU output) wastes levels on values that
+never occur. Outlier Suppression+ (Wei et al. 2023) moves each channel instead:
+``W x + b = W (x - z) + (b + W z)``, exact in float for a 1x1 convolution or a matrix product, so the graph
+stays a plain FP32 graph (one ``Sub`` per shifted tensor) that NNCF then quantizes. A zero-padded depthwise
+convolution differs from ``W z`` at the border, so its payback is a constant map computed once and added
+after the layer (``Add``, tagged ``PAYBACK_TAG``). ``z`` is the per-channel midpoint of the calibration
+range times ``strength``; only layers the scheme quantizes are shifted (``only``), and dense k x k
+convolutions are not. Whether a model gains is measured per model against the other candidates on held-out
+images (``transformer+shift``; docs/tensorrt_candidates.md).
 """
 
 from __future__ import annotations
