@@ -127,7 +127,31 @@ def test_calibration_folder_of_only_corrupt_images(tmp_path: Path) -> None:
     for k in range(12):
         _text_as_jpeg(folder / f"img{k}")
     _expect_error(tmp_path, ["quantize", "--model", "builtin:student", "--calib-dir", str(folder),
-                             "--out", str(tmp_path / "q")], "calib", absent=tmp_path / "q")
+                             "--out", str(tmp_path / "q")], "usable calibration images", "--calib-dir",
+                  absent=tmp_path / "q")
+
+
+def _corrupt_folder(folder: Path) -> Path:
+    folder.mkdir()
+    for k in range(12):
+        _text_as_jpeg(folder / f"img{k}")
+    return folder
+
+
+def test_an_unreadable_evaluation_folder_names_the_evaluation_options(onnx_model: Path, tiny_dataset: Path,
+                                                                      tmp_path: Path) -> None:
+    """The error names the option of the purpose at hand: `evaluate --data`, `quantize --eval-dir`, never
+    --calib-dir for images that are not calibration images."""
+    folder = _corrupt_folder(tmp_path / "val")
+    line = _expect_error(tmp_path, ["evaluate", str(onnx_model), "--data", str(folder), "--json",
+                                    str(tmp_path / "e.json")], "usable evaluation images", "--data",
+                         absent=tmp_path / "e.json")
+    assert "--calib" not in line, line
+    line = _expect_error(tmp_path, ["quantize", "--model", "builtin:student", "--calib-dir",
+                                    str(tiny_dataset / "train"), "--eval-dir", str(folder), "--out",
+                                    str(tmp_path / "q")], "usable evaluation images", "--eval-dir",
+                         absent=tmp_path / "q")
+    assert "--calib" not in line, line
 
 
 def test_calibration_images_far_smaller_than_the_model_input(tmp_path: Path) -> None:

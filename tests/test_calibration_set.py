@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from coatnet_edge.data.defaults import builtin_preprocess
-from coatnet_edge.data.sampling import build_calibration_set
+from coatnet_edge.data.sampling import HELD_OUT, build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.measure.evaluate import EVALUATION
 
 
 def test_seeded_stratified_and_hashed(tiny_dataset: Path) -> None:
@@ -48,3 +49,23 @@ def test_too_few_images_is_an_error(tmp_path: Path, tiny_dataset: Path) -> None:
         build_calibration_set(folder, builtin_preprocess(), size=100)
     with pytest.raises(CoatnetEdgeError, match=r"not found|does not exist"):
         build_calibration_set(tmp_path / "missing", builtin_preprocess())
+
+
+def test_errors_name_the_options_of_the_purpose(tmp_path: Path) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"bad{i}.jpg").write_bytes(b"not a jpeg")
+    pre = builtin_preprocess()
+    with pytest.raises(CoatnetEdgeError, match="usable calibration images") as calibration:
+        build_calibration_set(folder, pre, size=10)
+    assert "--calib-dir" in (calibration.value.fix or "")
+    with pytest.raises(CoatnetEdgeError, match="usable evaluation images") as evaluation:
+        build_calibration_set(folder, pre, size=10, min_images=1, purpose=EVALUATION)
+    assert "--data" in (evaluation.value.fix or "") and "--calib" not in str(evaluation.value)
+    with pytest.raises(CoatnetEdgeError, match="--calib-size must be >= 1"):
+        build_calibration_set(folder, pre, size=0)
+    for purpose in (EVALUATION, HELD_OUT):
+        with pytest.raises(CoatnetEdgeError, match=f"{purpose.size_option} must be >= 1") as err:
+            build_calibration_set(folder, pre, size=0, purpose=purpose)
+        assert "--calib-size" not in str(err.value)
