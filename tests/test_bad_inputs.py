@@ -127,7 +127,31 @@ def test_calibration_folder_of_only_corrupt_images(tmp_path: Path) -> None:
     for k in range(12):
         _text_as_jpeg(folder / f"img{k}")
     _expect_error(tmp_path, ["quantize", "--model", "builtin:student", "--calib-dir", str(folder),
-                             "--out", str(tmp_path / "q")], "calib", absent=tmp_path / "q")
+                             "--out", str(tmp_path / "q")], "usable calibration images", "--calib-dir",
+                  absent=tmp_path / "q")
+
+
+def _corrupt_folder(folder: Path) -> Path:
+    folder.mkdir()
+    for k in range(12):
+        _text_as_jpeg(folder / f"img{k}")
+    return folder
+
+
+def test_an_unreadable_evaluation_folder_names_the_evaluation_options(onnx_model: Path, tiny_dataset: Path,
+                                                                      tmp_path: Path) -> None:
+    """The error names the option of the purpose at hand: `evaluate --data`, `quantize --eval-dir`, never
+    --calib-dir for images that are not calibration images."""
+    folder = _corrupt_folder(tmp_path / "val")
+    line = _expect_error(tmp_path, ["evaluate", str(onnx_model), "--data", str(folder), "--json",
+                                    str(tmp_path / "e.json")], "usable evaluation images", "--data",
+                         absent=tmp_path / "e.json")
+    assert "--calib" not in line, line
+    line = _expect_error(tmp_path, ["quantize", "--model", "builtin:student", "--calib-dir",
+                                    str(tiny_dataset / "train"), "--eval-dir", str(folder), "--out",
+                                    str(tmp_path / "q")], "usable evaluation images", "--eval-dir",
+                         absent=tmp_path / "q")
+    assert "--calib" not in line, line
 
 
 def test_calibration_images_far_smaller_than_the_model_input(tmp_path: Path) -> None:
@@ -324,6 +348,11 @@ RECIPE_CASES = {  # recipe text -> words the one-line error must contain (beside
     "section-not-table": ("distill = 3\n", ["'distill' must be a table"]),
     "bad-toml": ("[distill\nepochs = 3\n", ["not valid TOML"]),
     "bad-choice": ("[quantize]\nmethod = \"awq\"\n", ["method = 'awq' is not one of ptq, qat"]),
+    "unknown-quantize-key": ("[quantize]\neval_sizes = 100\n", ["unknown key 'eval_sizes' in [quantize]",
+                                                                "did you mean 'eval_size'"]),
+    "bad-quantize-value": ("[quantize]\nscore_size = 0\n", ["[quantize] score_size must be >= 1, got 0"]),
+    "bad-quantize-choice": ("[quantize]\nbudget_order = \"fastest\"\n",
+                            ["budget_order = 'fastest' is not one of sensitivity, per-ms"]),
     "unknown-target": ("[targets]\nbuild = [\"openvino-int4\"]\n", ["unknown target 'openvino-int4'"]),
     "negative-epochs": ("[distill]\nepochs = 0\n", ["epochs must be > 0"]),
     "int8-without-quantize": ("[quantize]\nenabled = false\n", ["INT8 targets", "enabled = false"]),

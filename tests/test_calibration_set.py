@@ -6,10 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from coatnet_edge.data.defaults import builtin_preprocess
-from coatnet_edge.data.sampling import build_calibration_set
+from coatnet_edge.data.sampling import HELD_OUT, build_calibration_set, split_calibration_folder
 from coatnet_edge.errors import CoatnetEdgeError
+from coatnet_edge.measure.evaluate import EVALUATION
 
 
 def test_seeded_stratified_and_hashed(tiny_dataset: Path) -> None:
@@ -48,3 +50,42 @@ def test_too_few_images_is_an_error(tmp_path: Path, tiny_dataset: Path) -> None:
         build_calibration_set(folder, builtin_preprocess(), size=100)
     with pytest.raises(CoatnetEdgeError, match=r"not found|does not exist"):
         build_calibration_set(tmp_path / "missing", builtin_preprocess())
+
+
+def test_errors_name_the_options_of_the_purpose(tmp_path: Path) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"bad{i}.jpg").write_bytes(b"not a jpeg")
+    pre = builtin_preprocess()
+    with pytest.raises(CoatnetEdgeError, match="usable calibration images") as calibration:
+        build_calibration_set(folder, pre, size=10)
+    assert "--calib-dir" in (calibration.value.fix or "")
+    with pytest.raises(CoatnetEdgeError, match="usable evaluation images") as evaluation:
+        build_calibration_set(folder, pre, size=10, min_images=1, purpose=EVALUATION)
+    assert "--data" in (evaluation.value.fix or "") and "--calib" not in str(evaluation.value)
+    with pytest.raises(CoatnetEdgeError, match="--calib-size must be >= 1"):
+        build_calibration_set(folder, pre, size=0)
+    for purpose in (EVALUATION, HELD_OUT):
+        with pytest.raises(CoatnetEdgeError, match=f"{purpose.size_option} must be >= 1") as err:
+            build_calibration_set(folder, pre, size=0, purpose=purpose)
+        assert "--calib-size" not in str(err.value)
+
+
+def test_only_too_few_spare_images_means_no_held_out_set(tiny_dataset: Path, tmp_path: Path) -> None:
+    """The held-out split is ``None`` for one reason, too few usable images beyond the sample; an unreadable file
+    is skipped and listed like in the sample, and held-out images too small for the model are their own error."""
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for i, p in enumerate(sorted((tiny_dataset / "train").rglob("*.png"))[:40]):
+        shutil.copy(p, folder / f"{i:02d}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 10)
+    pre = builtin_preprocess()
+    calib, held_out = split_calibration_folder(folder, pre, calib_size=12, score_size=100, seed=0, min_score_images=10)
+    assert held_out is not None and len(calib) + len(held_out) == 40
+    assert "broken.png" in {s.path.name for s in [*calib.skipped, *held_out.skipped]}
+    assert split_calibration_folder(folder, pre, calib_size=32, score_size=100, seed=0, min_score_images=10)[1] is None
+    for path in held_out.paths:  # the same files, now thumbnails: the calibration sample is unchanged
+        Image.new("RGB", (8, 8), (120, 60, 30)).save(path)
+    with pytest.raises(CoatnetEdgeError, match="held-out images are too small"):
+        split_calibration_folder(folder, pre, calib_size=12, score_size=100, seed=0, min_score_images=10)

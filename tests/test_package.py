@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,37 @@ def test_ruff_clean() -> None:
     proc = subprocess.run([ruff, "check", "coatnet_edge", "tests", "benchmarks"], cwd=REPO,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_verbs_are_imported_only_from_the_layers_above() -> None:
+    """What a verb's neighbours need lives below the verb: no module of its own package imports the quantize or the
+    train/distill verb (the INT8 target selections read quantize's inputs through target_inputs, not quantize)."""
+    import grimp
+
+    graph = grimp.build_graph("coatnet_edge", cache_dir=None)
+    for verb in ("coatnet_edge.calibration.quantize", "coatnet_edge.training.verbs"):
+        package = verb.rsplit(".", 1)[0] + "."
+        importers = {m for m in graph.find_modules_that_directly_import(verb) if m.startswith(package)}
+        assert not importers, f"{verb} is imported by {sorted(importers)}"
+
+
+def _union_members(node: ast.expr) -> list[ast.expr]:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _union_members(node.left) + _union_members(node.right)
+    return [node]
+
+
+def test_no_function_returns_a_result_or_an_error_string() -> None:
+    """Errors are exceptions carrying reason and fix (or an Optional): no return annotation is ``X | str``."""
+    offenders = []
+    for path in sorted((REPO / "coatnet_edge").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
+                members = {ast.unparse(m) for m in _union_members(node.returns)}
+                if "str" in members and members - {"str", "None"}:
+                    where = f"{path.relative_to(REPO)}:{node.lineno}"
+                    offenders.append(f"{where} {node.name} -> {ast.unparse(node.returns)}")
+    assert not offenders, offenders
 
 
 def test_imports_run_one_way() -> None:

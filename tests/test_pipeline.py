@@ -6,6 +6,7 @@ timed runs) keeps each run to seconds while every library does its real work.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -13,7 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+import typing
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -21,6 +24,7 @@ import pytest
 from onnx import numpy_helper
 from safetensors.torch import load_file
 
+from coatnet_edge.calibration.options import QuantizeOptions
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.measure.evaluate import load_eval_data
@@ -206,6 +210,42 @@ def test_example_recipes_are_valid(name: str) -> None:
 
     recipe = load_recipe(Path(__file__).parents[1] / "examples" / "recipes" / name)
     assert recipe.distill.student in (*list_variants(), "builtin:student")
+
+
+def _another_value(default: Any, hint: Any) -> Any:
+    """A valid value of a ``QuantizeOptions`` field other than its default, from the field's type alone."""
+    args = tuple(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is typing.Literal:
+        return next(a for a in args if a != default)
+    if typing.get_origin(hint) is tuple:
+        item = args[0]
+        return tuple(reversed(typing.get_args(item)))[:2] if typing.get_origin(item) is typing.Literal else ("x.*",)
+    kind = args[0] if args else hint
+    if kind is bool:
+        return not default
+    return {int: (default or 0) + 7, float: (default or 0.0) + 0.25}[kind]
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def test_every_quantize_option_is_a_recipe_key(tmp_path: Path) -> None:
+    """[quantize] is ``QuantizeOptions``: each field, written with a value other than its default, comes back as
+    written (a field added to the options and not taken by the recipe fails here)."""
+    hints = typing.get_type_hints(QuantizeOptions)
+    written = {f.name: _another_value(getattr(QuantizeOptions(), f.name), hints[f.name])
+               for f in dataclasses.fields(QuantizeOptions)}
+    path = tmp_path / "r.toml"
+    path.write_text("[quantize]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in written.items()))
+    options = load_recipe(path).quantize.options(seed=0)
+    assert options == QuantizeOptions(**written) and options != QuantizeOptions()
+    assert {k: getattr(options, k) for k in written} == written
+    assert load_recipe({}).quantize.options(seed=5) == QuantizeOptions(seed=5)  # same defaults; the recipe's seed
 
 
 def test_readme_shows_the_builtin_recipe_as_printed() -> None:

@@ -61,8 +61,8 @@ class QuantizeOptions:
         object.__setattr__(self, "candidates", tuple(self.candidates))
         unknown = [c for c in self.candidates if c not in CANDIDATES]
         if unknown or not self.candidates:
-            raise CoatnetEdgeError(f"unknown candidate scheme '{unknown[0] if unknown else ''}'",
-                                   fix=f"use some of: {', '.join(CANDIDATES)}")
+            raise CoatnetEdgeError(f"unknown candidate scheme '{unknown[0]}'" if unknown
+                                   else "no candidate scheme given", fix=f"use some of: {', '.join(CANDIDATES)}")
         for name, value in (("method", self.method), ("preset", self.preset), ("scheme", self.scheme),
                             ("budget_order", self.budget_order)):
             allowed = choices(name)

@@ -36,7 +36,7 @@ from coatnet_edge.calibration.sensitivity import (
     write_sensitivity_csv,
 )
 from coatnet_edge.data.folders import ImageFolder, scan_folder
-from coatnet_edge.data.sampling import ImageSample, split_calibration_folder
+from coatnet_edge.data.sampling import ImageSample, Purpose, split_calibration_folder
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.export.onnx import TENSORRT_GRAPH_ROLE, export_fp32_onnx
 from coatnet_edge.export.parity import artifact_parity
@@ -49,6 +49,7 @@ from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.progress import progress_bar
 
 CHECK_IMAGES = 64
+EVAL_DIR = Purpose("evaluation", "--eval-size", "--eval-dir")
 Log = Callable[[str], None]
 
 
@@ -127,7 +128,7 @@ def _check_inputs(model: str | Path, calib_dir: str | Path, eval_dir: str | Path
     evalset = None
     if eval_dir is not None:
         evalset = load_eval_data(eval_dir, loaded.preprocess, loaded.class_names, limit=opts.eval_size,
-                                 seed=opts.seed + 1)
+                                 seed=opts.seed + 1, purpose=EVAL_DIR)
     budget_on_held_out = (opts.max_drop is not None or opts.sensitivity) and evalset is None
     needs_held_out = _scores_candidates(opts) or budget_on_held_out
     calib, held_out = split_calibration_folder(calib_dir, loaded.preprocess, calib_size=opts.calib_size,

@@ -27,6 +27,19 @@ MIN_IMAGES = 10
 MIN_SOURCE_FRACTION = 0.5  # images whose short side is under half the input size are upscaled >2x
 
 
+@dataclass(frozen=True)
+class Purpose:
+    """What a sample is for, and the options that set its size and folder: an error names the caller's own."""
+
+    name: str  # "calibration", "evaluation", ...: the error says "usable <name> images"
+    size_option: str
+    dir_option: str
+
+
+CALIBRATION = Purpose("calibration", "--calib-size", "--calib-dir")
+HELD_OUT = Purpose("held-out", "--score-size", "--calib-dir")  # the calibration folder beyond its sample
+
+
 @dataclass
 class ImageSample:
     root: Path
@@ -66,24 +79,24 @@ class ImageSample:
 
 def build_calibration_set(calib_dir: str | Path, preprocess: PreprocessConfig, *, size: int = DEFAULT_SIZE,
                           seed: int = 0, min_images: int = MIN_IMAGES, warn_short: bool = True,
-                          purpose: str = "calibration", labeled: bool | None = None,
-                          exclude: frozenset[Path] = frozenset(), size_option: str = "--calib-size",
-                          dir_option: str = "--calib-dir") -> ImageSample:
+                          purpose: Purpose = CALIBRATION, labeled: bool | None = None,
+                          exclude: frozenset[Path] = frozenset()) -> ImageSample:
     """Pick ``size`` images (stratified over class subfolders when present), decode and preprocess them.
 
     ``exclude``: paths never picked (e.g. the calibration images, for a held-out sample of the same folder).
-    ``size_option`` / ``dir_option``: the options an error names (the purpose's own, e.g. --eval-size).
+    ``purpose``: what the images are for; an error names its options (e.g. ``--eval-size`` / ``--eval-dir``).
 
     Unreadable files are skipped and listed; fewer usable images than asked is a warning, fewer than
     ``min_images`` an error (``warn_short=False`` when ``size`` is only a cap, as for evaluation sets).
     """
     if size < 1:
-        raise CoatnetEdgeError(f"{size_option} must be >= 1, got {size}", fix=f"e.g. {size_option} 300")
+        raise CoatnetEdgeError(f"{purpose.size_option} must be >= 1, got {size}",
+                               fix=f"e.g. {purpose.size_option} 300")
     folder = scan_folder(calib_dir, labeled=labeled, verify=False)
     order = [p for p in _stratified_order(folder, np.random.default_rng(seed)) if p not in exclude]
     picked = _Picked(folder, calib_dir, preprocess, seed)
     picked.take(order, size)
-    return picked.sample(min_images, size, warn_short, purpose, dir_option)
+    return picked.sample(min_images, size, warn_short, purpose)
 
 
 def split_calibration_folder(calib_dir: str | Path, preprocess: PreprocessConfig, *, calib_size: int = DEFAULT_SIZE,
@@ -99,14 +112,14 @@ def split_calibration_folder(calib_dir: str | Path, preprocess: PreprocessConfig
     order = _stratified_order(folder, np.random.default_rng(seed))
     calib = _Picked(folder, calib_dir, preprocess, seed)
     rest = order[calib.take(order, calib_size):]
-    calib_sample = calib.sample(MIN_IMAGES, calib_size, True, "calibration", "--calib-dir")
+    calib_sample = calib.sample(MIN_IMAGES, calib_size, True, CALIBRATION)
     if score_size < 1:
         return calib_sample, None
     held = _Picked(folder, calib_dir, preprocess, seed)
     held.take(rest, score_size)
     if len(held.paths) < min_score_images:
         return calib_sample, None
-    return calib_sample, held.sample(min_score_images, score_size, False, "held-out", "--calib-dir")
+    return calib_sample, held.sample(min_score_images, score_size, False, HELD_OUT)
 
 
 class _Picked:
@@ -135,24 +148,25 @@ class _Picked:
                 self.skipped.append(Skipped(path, err.reason))
         return read
 
-    def sample(self, min_images: int, size: int, warn_short: bool, purpose: str, dir_option: str) -> ImageSample:
+    def sample(self, min_images: int, size: int, warn_short: bool, purpose: Purpose) -> ImageSample:
         """The images taken, checked: enough of them, and not so small that deployment would look different."""
         root, pre = self.root, self.preprocess
         if len(self.paths) < min_images:
-            raise CoatnetEdgeError(f"only {len(self.paths)} usable {purpose} images ({len(self.skipped)} skipped); "
-                                   f"at least {min_images} are needed", path=root,
-                                   fix=f"point {dir_option} at a folder of a few hundred representative images")
+            raise CoatnetEdgeError(f"only {len(self.paths)} usable {purpose.name} images ({len(self.skipped)} "
+                                   f"skipped); at least {min_images} are needed", path=root,
+                                   fix=f"point {purpose.dir_option} at a folder of a few hundred representative "
+                                       "images")
         median_side = int(np.median(self.short_sides))
         if median_side < MIN_SOURCE_FRACTION * pre.image_size:
             raise CoatnetEdgeError(
-                f"{purpose} images are too small for the model: median short side {median_side} px, the model "
+                f"{purpose.name} images are too small for the model: median short side {median_side} px, the model "
                 f"takes {pre.image_size}x{pre.image_size} (activation ranges from images upscaled "
                 f"{pre.image_size / median_side:.1f}x would not match deployment)", path=root,
                 fix=f"use images like the ones the model will see (at least "
                     f"{int(MIN_SOURCE_FRACTION * pre.image_size)} px), or a model built for this size")
         if len(self.paths) < size and warn_short:
-            warnings.warn(f"{root}: {len(self.paths)} usable {purpose} images, fewer than the {size} asked for",
-                          stacklevel=3)
+            warnings.warn(f"{root}: {len(self.paths)} usable {purpose.name} images, fewer than the {size} asked for "
+                          f"({purpose.size_option})", stacklevel=3)
         label_of = {s.path: s.label for s in self.folder.samples}
         labels = np.array([label_of[p] for p in self.paths], dtype=np.int64) if self.folder.labeled else None
         return ImageSample(root, self.paths, np.stack(self.arrays), pre, self.seed, self.skipped, labels,

@@ -16,7 +16,7 @@ import numpy as np
 
 from coatnet_edge.data.folders import scan_folder
 from coatnet_edge.data.preprocess import PreprocessConfig
-from coatnet_edge.data.sampling import ImageSample, build_calibration_set
+from coatnet_edge.data.sampling import ImageSample, Purpose, build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.metrics import compare_logits, fidelity_intervals
 from coatnet_edge.models.source_options import SourceOptions
@@ -27,6 +27,7 @@ from coatnet_edge.runtime.base import run_batches
 from coatnet_edge.stats import Interval, paired_difference, verdict, wilson
 
 INTERVALS = "intervals are 95 %: Wilson for top-1 and agreement, image bootstrap for cosine and SQNR"
+EVALUATION = Purpose("evaluation", "--limit", "--data")  # the evaluate and compare verbs' options
 
 
 def bounds(interval: Interval, scale: float = 1.0) -> list[float]:
@@ -48,11 +49,14 @@ def top1_change(correct: np.ndarray, baseline: np.ndarray) -> tuple[Interval, st
 
 
 def load_eval_data(data: str | Path, preprocess: PreprocessConfig, class_names: list[str], *,
-                   limit: int | None = None, seed: int = 0, labeled: bool | None = None) -> ImageSample:
-    """Preprocessed images (a seeded, class-stratified sample of ``limit`` when given) and labels."""
+                   limit: int | None = None, seed: int = 0, labeled: bool | None = None,
+                   purpose: Purpose = EVALUATION) -> ImageSample:
+    """Preprocessed images (a seeded, class-stratified sample of ``limit`` when given) and labels.
+
+    ``purpose`` names the caller's options in an error (``evaluate``'s ``--limit`` / ``--data`` by default)."""
     size = limit or len(scan_folder(data, labeled=labeled, verify=False))
     sample = build_calibration_set(data, preprocess, size=size, seed=seed, min_images=1, warn_short=False,
-                                   purpose="evaluation", labeled=labeled)
+                                   purpose=purpose, labeled=labeled)
     if sample.labels is not None and class_names and sample.classes != class_names:
         raise CoatnetEdgeError(
             f"the folder's classes ({len(sample.classes)}: {', '.join(sample.classes[:4])}...) are not the model's "

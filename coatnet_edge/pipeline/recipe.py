@@ -26,14 +26,9 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
 from coatnet_edge.calibration.options import (
     ONNXRUNTIME_CANDIDATES,
     OPENVINO_CANDIDATES,
-    BudgetOrder,
-    Candidate,
-    Method,
     OnnxRuntimeCandidate,
     OpenVinoCandidate,
-    Preset,
     QuantizeOptions,
-    Scheme,
 )
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.models.source_options import SourceOptions
@@ -41,8 +36,6 @@ from coatnet_edge.runtime import registry
 from coatnet_edge.training.config import TrainConfig
 
 TARGETS = registry.pipeline_targets()
-
-_QUANTIZE = QuantizeOptions()  # the [quantize] defaults are the library's
 
 
 @dataclass(frozen=True)
@@ -94,27 +87,23 @@ class DistillSection(TrainConfig):
 
 
 @dataclass(frozen=True)
-class QuantizeSection:
-    """INT8: PTQ or QAT (NNCF; Model Optimizer as an optional candidate) into the Q/DQ ONNX the targets start from."""
+class QuantizeSection(QuantizeOptions):
+    """INT8: PTQ or QAT (NNCF; Model Optimizer as an optional candidate) into the Q/DQ ONNX the targets start from.
+
+    The INT8 keys are ``QuantizeOptions``' own, with its defaults and allowed values (the quantize verb's options:
+    ``--ignore`` is ``ignored_patterns``, ``--candidate`` is ``candidates``). The recipe adds the switch, the
+    calibration folder (unset: the training split) and the QAT epochs. ``seed`` unset: the recipe's seed.
+    """
 
     enabled: bool = True
-    method: Method = _QUANTIZE.method
-    preset: Preset = _QUANTIZE.preset
-    scheme: Scheme = _QUANTIZE.scheme
-    candidates: tuple[Candidate, ...] = _QUANTIZE.candidates
+    seed: int | None = None  # type: ignore[assignment]
     calib_dir: str | None = None
-    calib_size: int = _QUANTIZE.calib_size
-    smooth_quant: bool = _QUANTIZE.smooth_quant
-    max_drop: float | None = _QUANTIZE.max_drop
-    max_float_layers: int = _QUANTIZE.max_float_layers
-    budget_order: BudgetOrder = _QUANTIZE.budget_order
     qat_epochs: int = 3
 
     def options(self, seed: int) -> QuantizeOptions:
-        return QuantizeOptions(method=self.method, preset=self.preset, scheme=self.scheme, candidates=self.candidates,
-                               calib_size=self.calib_size, seed=seed, smooth_quant=self.smooth_quant,
-                               max_drop=self.max_drop, max_float_layers=self.max_float_layers,
-                               budget_order=self.budget_order)
+        """The ``QuantizeOptions`` this section states (``seed``: the recipe's, unless the section sets its own)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(QuantizeOptions)}
+        return QuantizeOptions(**{**values, "seed": seed if self.seed is None else self.seed})
 
 
 @dataclass(frozen=True)
@@ -194,8 +183,8 @@ class Recipe:
         return path if path.is_absolute() or self.path is None else self.path.parent / path
 
 
-_POSITIVE = {("quantize", "calib_size"), ("quantize", "qat_epochs"), ("benchmark", "runs"),
-             ("targets", "tensorrt_max_batch")}  # [distill]: TrainConfig checks its own
+_POSITIVE = {("quantize", "qat_epochs"), ("benchmark", "runs"),
+             ("targets", "tensorrt_max_batch")}  # [distill], [quantize]: TrainConfig, QuantizeOptions check their own
 
 
 def load_recipe(source: str | Path | dict[str, Any] | Recipe | None = None) -> Recipe:
@@ -244,7 +233,7 @@ def _section(kind: type, name: str, table: dict[str, Any], where: Path) -> Any:
     values = {key: _coerce(value, hints[key], where, f"[{name}] {key}") for key, value in table.items()}
     try:
         return kind(**values)
-    except CoatnetEdgeError as err:  # a section's own checks (TrainConfig's): name the recipe and the table
+    except CoatnetEdgeError as err:  # a section's own checks (TrainConfig's, QuantizeOptions'): name the recipe
         raise CoatnetEdgeError(f"[{name}] {err.reason}", path=where, fix=err.fix) from None
 
 
