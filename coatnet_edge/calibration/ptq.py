@@ -27,6 +27,7 @@ from coatnet_edge.calibration.options import PRESETS, SCHEMES
 from coatnet_edge.calibration.sensitivity import quantized_consumers
 from coatnet_edge.data.sampling import ImageSample
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
+from coatnet_edge.export.graph_index import GraphIndex
 from coatnet_edge.export.qdq_rules import float_layers
 
 ATTENTION_STAGES = re.compile(r"^/stages/stages\.[34]/")
@@ -157,27 +158,29 @@ def to_signed_int8(model: Any) -> int:
     import onnx
     from onnx import numpy_helper
 
-    tensors = {t.name: t for t in model.graph.initializer}
-    tensors.update({n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant"})
+    index = GraphIndex(model)
     renamed: dict[str, tuple[str, str]] = {}  # Q output -> (new scale, new zero point)
-    for node in model.graph.node:
-        if node.op_type != "QuantizeLinear" or len(node.input) < 3:
+    for node in index.of_type("QuantizeLinear"):
+        if len(node.input) < 3:
             continue
-        zero_point = numpy_helper.to_array(tensors[node.input[2]])
+        zero_point = index.constant(node.input[2])
+        if zero_point is None:
+            raise CoatnetEdgeError(f"{node.name}: the zero point is not a constant",
+                                   fix="quantize with NNCF or Model Optimizer, which write constant zero points")
         if zero_point.dtype != np.uint8:
             continue
         if zero_point.any():
             raise CoatnetEdgeError(f"{node.name}: asymmetric uint8 quantizer in a TensorRT graph",
                                    fix="use preset='tensorrt' (symmetric) when quantizing")
         # New tensors per quantizer: exporters share equal constants between quantizers.
-        scale = numpy_helper.to_array(tensors[node.input[1]]).astype(np.float32) * np.float32(255.0 / 127.0)
+        scale = index.constant(node.input[1]).astype(np.float32) * np.float32(255.0 / 127.0)
         names = (f"{node.output[0]}_s8_scale", f"{node.output[0]}_s8_zero_point")
         model.graph.initializer.extend([numpy_helper.from_array(scale, names[0]),
                                         numpy_helper.from_array(np.zeros_like(zero_point, np.int8), names[1])])
         node.input[1], node.input[2] = names
         renamed[node.output[0]] = names
-    for node in model.graph.node:
-        if node.op_type == "DequantizeLinear" and node.input[0] in renamed:
+    for node in index.of_type("DequantizeLinear"):
+        if node.input[0] in renamed:
             node.input[1], node.input[2] = renamed[node.input[0]]
     for info in model.graph.value_info:  # shape inference recorded the old uint8 type
         if info.name in renamed:
