@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import coatnet_edge.data.sampling as sampling
-from coatnet_edge.calibration import selection
+from coatnet_edge.calibration import layer_cost, selection
 from coatnet_edge.calibration.selection import (
     MIN_SCORE_IMAGES,
     SPEED_MARGIN,
@@ -29,6 +29,8 @@ from coatnet_edge.calibration.selection import (
 from coatnet_edge.data.corrupt import CorruptConfig, corrupted_batch
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.data.sampling import build_calibration_set, split_calibration_folder
+from coatnet_edge.measure import benchmark
+from coatnet_edge.measure.benchmark import CANDIDATE_TIMING
 from coatnet_edge.metrics import per_image_fidelity
 
 N, CLASSES = 400, 10
@@ -134,7 +136,8 @@ class _Runner:
 def _select(monkeypatch: pytest.MonkeyPatch, outputs: dict[str, tuple[np.ndarray, float]], *, drift: float = 0.0,
             jitter: float = 0.01, timed: bool = True) -> selection.Selection:
     clock = _Clock(drift)
-    monkeypatch.setattr(selection, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    for timed_here in (selection, benchmark):  # scoring seconds; the candidates' timing (CANDIDATE_TIMING)
+        monkeypatch.setattr(timed_here, "time", SimpleNamespace(perf_counter=clock.perf_counter))
     score_set = ScoreSet(np.arange(N, dtype=np.float32)[:, None], REFERENCE, "synthetic", {"images": N})
     return select("fake", list(outputs), lambda name: name,
                   lambda name: _Runner(outputs[name][0], outputs[name][1], clock, jitter), score_set,
@@ -161,6 +164,35 @@ def test_a_tied_candidate_replaces_the_baseline_only_if_faster_beyond_the_margin
 
     better = _select(monkeypatch, {**same, "tie-30%": (tied, 0.70), "closest": (_noisy(0.1, 6), 1.2)})
     assert better.chosen == "closest"  # a more faithful candidate wins over a faster tie, even if slower
+
+
+def test_one_timing_method_for_every_choice_by_speed(monkeypatch) -> None:
+    """Candidates and float-layer costs are timed by one definition, whose text is what the records say: each runner
+    warmed up, then rounds in which every runner in turn runs ``runs`` times; one p50 per runner per round."""
+    clock, calls = _Clock(), []
+    monkeypatch.setattr(benchmark, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+
+    class Logged(_Runner):
+        def __init__(self, name: str, ms: float) -> None:
+            super().__init__(REFERENCE, ms, clock)
+            self.name = name
+
+        def run(self, batch: np.ndarray) -> np.ndarray:
+            calls.append(self.name)
+            return super().run(batch)
+
+    seen: list[tuple[int, int]] = []
+    rounds = CANDIDATE_TIMING.p50_rounds([Logged("a", 1.0), Logged("b", 3.0)], np.zeros((1, 1)),
+                                         lambda r, i: seen.append((r, i)))
+    warmup, turn = CANDIDATE_TIMING.warmup, CANDIDATE_TIMING.runs
+    assert calls == ["a"] * warmup + ["b"] * warmup + (["a"] * turn + ["b"] * turn) * CANDIDATE_TIMING.rounds
+    assert [len(r) for r in rounds] == [CANDIDATE_TIMING.rounds] * 2
+    np.testing.assert_allclose(rounds[0], 1.0)  # p50 in ms
+    np.testing.assert_allclose(rounds[1], 3.0)
+    assert seen == [(r, i) for r in range(CANDIDATE_TIMING.rounds) for i in (0, 1)]
+    text = CANDIDATE_TIMING.describe()
+    assert f"{CANDIDATE_TIMING.rounds} interleaved rounds of {CANDIDATE_TIMING.runs} runs" in text
+    assert text in selection.rule_text() and text in layer_cost.METHOD
 
 
 def test_a_faster_tie_whose_rounds_spread_past_the_margin_stays_unchosen() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from coatnet_edge.export.graph_index import GraphIndex, drop_unused_initializers
 from coatnet_edge.runtime.onnxruntime import InMemorySession
 
 SHIFT_TAG = "/channel_shift/Sub"  # node-name suffix of each inserted Sub; sensitivity.py looks for it
@@ -40,16 +41,12 @@ def shiftable_layers(model: Any) -> dict[str, list[_Layer]]:
     1x1 Conv with group 1 (bias optional), MatMul with a 2-D constant weight whose only consumer is an
     Add of a constant bias vector (how the exporter writes ``nn.Linear``), or a grouped (depthwise) Conv.
     """
-    initializers = {t.name: t for t in model.graph.initializer}
-    consumers: dict[str, list[Any]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    graph_inputs = {i.name for i in model.graph.input}
+    index = GraphIndex(model)
+    initializers = index.initializers
     found: dict[str, list[_Layer]] = {}
-    for node in model.graph.node:
+    for node in index.nodes:
         weight = initializers.get(node.input[1]) if len(node.input) > 1 else None
-        if weight is None or node.input[0] in graph_inputs:
+        if weight is None or node.input[0] in index.inputs:
             continue
         if node.op_type == "Conv":
             group = next((a.i for a in node.attribute if a.name == "group"), 1)
@@ -58,11 +55,10 @@ def shiftable_layers(model: Any) -> dict[str, list[_Layer]]:
             elif group > 1:
                 found.setdefault(node.input[0], []).append(_Layer(node, 1, node, spatial=True))
         elif node.op_type == "MatMul" and len(weight.dims) == 2:
-            after = consumers.get(node.output[0], [])
-            bias_add = len(after) == 1 and after[0].op_type == "Add" and any(
-                (t := initializers.get(i)) is not None and list(t.dims) == [weight.dims[1]] for i in after[0].input)
-            if bias_add:
-                found.setdefault(node.input[0], []).append(_Layer(node, -1, after[0]))
+            add = index.only_consumer(node.output[0], "Add")
+            if add is not None and any((t := initializers.get(i)) is not None and list(t.dims) == [weight.dims[1]]
+                                       for i in add.input):
+                found.setdefault(node.input[0], []).append(_Layer(node, -1, add))
     return found
 
 
@@ -113,7 +109,7 @@ def center_activations(model: Any, images: np.ndarray, only: set[str] | None = N
     if not layers:
         return result, []
     ranges, shapes = _scan(result, {x: found[0].channel_axis for x, found in layers.items()}, images)
-    initializers = {t.name: t for t in result.graph.initializer}
+    initializers = GraphIndex(result).initializers
     inserted: dict[str, Any] = {}  # tensor -> the node that reads it, placed right after the node that makes it
     for x, found in layers.items():
         low, high = ranges[x]
@@ -133,10 +129,7 @@ def center_activations(model: Any, images: np.ndarray, only: set[str] | None = N
             payback = weight[:, :, 0, 0] @ shift if conv else shift @ weight
             _add_to_bias(result, layer, payback.astype(np.float32), initializers)
     _insert_after_producers(result, inserted)
-    used = {name for node in result.graph.node for name in node.input}
-    live = [t for t in result.graph.initializer if t.name in used]  # the replaced biases: unused now
-    del result.graph.initializer[:]
-    result.graph.initializer.extend(live)
+    drop_unused_initializers(result.graph)  # the replaced biases
     return result, list(layers)
 
 
@@ -188,10 +181,9 @@ def _add_to_bias(model: Any, layer: _Layer, payback: np.ndarray, initializers: d
 
 def _insert_after_producers(model: Any, inserted: dict[str, Any]) -> None:
     """Keep the node list topologically sorted: each inserted node right after the node that makes its input."""
-    nodes = list(model.graph.node)
+    index = GraphIndex(model)
     del model.graph.node[:]
-    produced = {out for node in nodes for out in node.output}
-    model.graph.node.extend(new for x, new in inserted.items() if x not in produced)
-    for node in nodes:
+    model.graph.node.extend(new for x, new in inserted.items() if index.producer(x) is None)
+    for node in index.nodes:
         model.graph.node.append(node)
         model.graph.node.extend(inserted[out] for out in node.output if out in inserted)

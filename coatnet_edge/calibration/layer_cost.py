@@ -4,8 +4,9 @@ Why measured and not estimated from FLOPs: on the CPU a float layer can cost mor
 breaks an INT8 chain, so quantizers are added or removed on its neighbours) or nothing at all (a layer
 OpenVINO runs in float anyway, e.g. behind a LayerNorm). So every candidate variant is compiled in
 OpenVINO's CPU plugin (float parts f32, the runtime here that runs Q/DQ graphs with INT8 kernels; TensorRT
-cannot run here, so for that target this is a proxy) and timed at batch 1 in interleaved rounds with the
-all-INT8 graph: the cost of a layer is the median over rounds of (its variant's p50 - the INT8 graph's p50).
+cannot run here, so for that target this is a proxy) and timed with the all-INT8 graph as every choice by speed
+is (``CANDIDATE_TIMING``: batch 1, interleaved rounds): the cost of a layer is the median over rounds of (its
+variant's p50 - the INT8 graph's p50).
 
 The speed-aware budget order then ranks layers by accuracy recovered per millisecond lost (logit SQNR gain
 / cost, the cost floored at ``NOISE_MS`` or at ``NOISE_SHARE`` of the INT8 latency, whichever is larger,
@@ -24,15 +25,13 @@ from typing import Any
 import numpy as np
 
 from coatnet_edge.calibration.sensitivity import LayerSensitivity, with_float_nodes
-from coatnet_edge.measure.benchmark import time_runner
+from coatnet_edge.measure.benchmark import CANDIDATE_TIMING
 from coatnet_edge.runtime.openvino import CpuCompiled
 
-TIMING = {"warmup": 5, "runs": 30}
-ROUNDS = 3
 NOISE_MS = 0.005
 NOISE_SHARE = 0.005
-METHOD = (f"OpenVINO CPU, float parts f32, batch 1: each variant's p50 of {TIMING['runs']} runs after "
-          f"{TIMING['warmup']} warm-up, minus the all-INT8 graph's, median over {ROUNDS} interleaved rounds")
+METHOD = (f"OpenVINO CPU, float parts f32, {CANDIDATE_TIMING.describe()}: each variant's p50 in a round minus the "
+          f"all-INT8 graph's, median over the rounds")
 Progress = Callable[[int, int, str], None]
 
 
@@ -49,17 +48,14 @@ def compiled_f32(path: Path) -> CpuCompiled:
     return CpuCompiled(str(path), "f32")
 
 
-def _p50(compiled: CpuCompiled, image: np.ndarray) -> float:
-    return time_runner(compiled, image, **TIMING)["p50_ms"]
-
-
 def p50_batch1(model: Any, images: np.ndarray) -> float:
-    """Batch-1 p50 (ms) of an in-memory Q/DQ graph, timed as the costs are (one round)."""
+    """Batch-1 p50 (ms) of an in-memory Q/DQ graph, timed as the costs are: the median of its per-round p50s."""
     import onnx
 
     with tempfile.TemporaryDirectory(prefix="coatnet-edge-cost-") as tmp:
         onnx.save(model, str(Path(tmp) / "model.onnx"))
-        return _p50(compiled_f32(Path(tmp) / "model.onnx"), np.ascontiguousarray(images[:1]))
+        compiled = compiled_f32(Path(tmp) / "model.onnx")
+        return float(np.median(CANDIDATE_TIMING.p50_rounds([compiled], np.ascontiguousarray(images[:1]))[0]))
 
 
 def measure_costs(model: Any, fp32: Any, ranking: list[LayerSensitivity], image: np.ndarray, *,
@@ -74,17 +70,18 @@ def measure_costs(model: Any, fp32: Any, ranking: list[LayerSensitivity], image:
         for i, row in enumerate(ranking):
             paths[row.node] = Path(tmp) / f"float_{i}.onnx"
             onnx.save(with_float_nodes(model, [row.node], fp32), str(paths[row.node]))
-        compiled = {}
+        steps = len(paths) * (CANDIDATE_TIMING.rounds + 1)
+        compiled = []
         for done, (name, path) in enumerate(paths.items()):
-            compiled[name] = compiled_f32(path)
+            compiled.append(compiled_f32(path))
             if progress:
-                progress(done, len(paths) * (ROUNDS + 1), f"compiled {name or 'INT8'}")
-        rounds: dict[str, list[float]] = {name: [] for name in paths}
-        for r in range(ROUNDS):
-            for done, name in enumerate(paths):
-                rounds[name].append(_p50(compiled[name], image))
-                if progress:
-                    progress(len(paths) * (r + 1) + done, len(paths) * (ROUNDS + 1), f"round {r + 1}")
+                progress(done, steps, f"compiled {name or 'INT8'}")
+
+        def round_done(r: int, i: int) -> None:
+            if progress:
+                progress(len(paths) * (r + 1) + i, steps, f"round {r + 1}")
+
+        rounds = dict(zip(paths, CANDIDATE_TIMING.p50_rounds(compiled, image, round_done), strict=True))
     base = float(np.median(rounds[""]))
     floor = max(NOISE_MS, NOISE_SHARE * base)
     costs = []

@@ -11,7 +11,8 @@ CoAtNet is half CNN, half transformer. ``scheme="hybrid"`` quantizes the conv st
 CNN (everything NNCF can fuse, residual adds included) and, in the attention stages S3-S4, keeps in
 float what INT8 breaks in transformers: LayerNorm, Softmax, the residual and bias adds and the
 scale multiplies; the attention and MLP MatMuls still get INT8 inputs. The head's global pooling
-stays float too (see ``hybrid_float_nodes``).
+stays float too (see ``hybrid_float_nodes``). QAT applies the same scope to NNCF's torch graph: which layers
+stay float is defined once (``hybrid_keeps_float``), for either graph's layer names.
 """
 
 from __future__ import annotations
@@ -27,10 +28,24 @@ from coatnet_edge.calibration.options import PRESETS, SCHEMES
 from coatnet_edge.calibration.sensitivity import quantized_consumers
 from coatnet_edge.data.sampling import ImageSample
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
+from coatnet_edge.export.graph_index import GraphIndex
 from coatnet_edge.export.qdq_rules import float_layers
+from coatnet_edge.models.stages import OURS_ATTENTION_STAGES, AttentionStages
 
-ATTENTION_STAGES = re.compile(r"^/stages/stages\.[34]/")
-_FLOAT_IN_ATTENTION = ("Add", "Mul", "Div", "LayerNormalization", "Softmax", "Erf")
+# What the hybrid scheme keeps in float inside an attention stage, each kind with its op names in both graphs it
+# quantizes: (ONNX op types, NNCF torch node types). The ONNX export writes GELU as Div, Erf, Add, Mul, Mul
+# (opset 20: one Gelu); the two vocabularies share no name.
+HYBRID_FLOAT_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "layer norm": (("LayerNormalization",), ("layer_norm",)),
+    "softmax": (("Softmax",), ("softmax",)),
+    "add": (("Add",), ("add", "__add__", "__iadd__")),
+    "scale": (("Mul", "Div"), ("mul", "__mul__", "div", "__truediv__")),
+    "GELU": (("Erf", "Gelu"), ("gelu",)),
+}
+# ... and, outside the stages, the head's global pooling
+HEAD_POOL: tuple[tuple[str, ...], tuple[str, ...]] = (("ReduceMean", "GlobalAveragePool"), ("mean",))
+_IN_ATTENTION = {op for onnx_ops, torch_ops in HYBRID_FLOAT_KINDS.values() for op in (*onnx_ops, *torch_ops)}
+_POOL = {*HEAD_POOL[0], *HEAD_POOL[1]}
 
 
 @dataclass(frozen=True)
@@ -42,17 +57,22 @@ class PtqSettings:
     fast_bias_correction: bool = True
     ignored_patterns: tuple[str, ...] = ()  # regexes over ONNX node names, kept in float
     input_name: str = "images"
-    attention_stages: str = ATTENTION_STAGES.pattern  # ONNX node-name regex of the attention stages
+    attention_stages: AttentionStages = OURS_ATTENTION_STAGES  # where the hybrid scheme keeps norms/softmax/adds float
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise CoatnetEdgeError(f"unknown preset '{self.preset}'", fix=f"use one of: {', '.join(PRESETS)}")
         if self.scheme not in SCHEMES:
             raise CoatnetEdgeError(f"unknown scheme '{self.scheme}'", fix=f"use one of: {', '.join(SCHEMES)}")
+        if not isinstance(self.attention_stages, AttentionStages):
+            raise CoatnetEdgeError(f"attention_stages {self.attention_stages!r} is not an AttentionStages",
+                                   fix="pass coatnet_edge.models.stages.AttentionStages((3, 4)) or the loaded "
+                                       "model's attention_stages")
         object.__setattr__(self, "ignored_patterns", tuple(self.ignored_patterns))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as recorded in manifests (the attention stages as their ONNX node-name regex)."""
+        return {**asdict(self), "attention_stages": self.attention_stages.onnx_pattern}
 
 
 @dataclass
@@ -64,17 +84,22 @@ class PtqResult:
     shifted: list[str] = field(default_factory=list)  # activations centred before quantization (channel_shift)
 
 
-def hybrid_float_nodes(model: Any, attention_stages: str = ATTENTION_STAGES.pattern) -> list[str]:
-    """Node names the hybrid scheme keeps in float: inside S3-S4, and the head's global pooling.
+def hybrid_keeps_float(layer: str, op: str, stages: AttentionStages = OURS_ATTENTION_STAGES) -> bool:
+    """Whether the hybrid scheme keeps a layer in float: ``HYBRID_FLOAT_KINDS`` inside the attention stages, and
+    the head's global pooling. ``layer`` and ``op`` are an ONNX node's name and op type or an NNCF torch node's.
 
     The head pool's input is the network's last activation; quantizing it was the single most
     sensitive quantizer in the per-layer ranking of both built-in models (+1.3 dB logit SQNR when
     float), and the head is a negligible share of the compute.
     """
-    stages = re.compile(attention_stages)
-    return [n.name for n in model.graph.node
-            if (stages.match(n.name) and n.op_type in _FLOAT_IN_ATTENTION)
-            or (n.op_type in ("ReduceMean", "GlobalAveragePool") and not n.name.startswith("/stages/"))]
+    if op in _POOL:
+        return stages.outside_all_stages(layer)
+    return op in _IN_ATTENTION and stages.contains(layer)
+
+
+def hybrid_float_nodes(model: Any, attention_stages: AttentionStages = OURS_ATTENTION_STAGES) -> list[str]:
+    """Names of the ONNX nodes the hybrid scheme keeps in float (``hybrid_keeps_float``)."""
+    return [n.name for n in model.graph.node if hybrid_keeps_float(n.name, n.op_type, attention_stages)]
 
 
 def nncf_preset_args(settings: PtqSettings) -> dict[str, Any]:
@@ -157,27 +182,29 @@ def to_signed_int8(model: Any) -> int:
     import onnx
     from onnx import numpy_helper
 
-    tensors = {t.name: t for t in model.graph.initializer}
-    tensors.update({n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant"})
+    index = GraphIndex(model)
     renamed: dict[str, tuple[str, str]] = {}  # Q output -> (new scale, new zero point)
-    for node in model.graph.node:
-        if node.op_type != "QuantizeLinear" or len(node.input) < 3:
+    for node in index.of_type("QuantizeLinear"):
+        if len(node.input) < 3:
             continue
-        zero_point = numpy_helper.to_array(tensors[node.input[2]])
+        zero_point = index.constant(node.input[2])
+        if zero_point is None:
+            raise CoatnetEdgeError(f"{node.name}: the zero point is not a constant",
+                                   fix="quantize with NNCF or Model Optimizer, which write constant zero points")
         if zero_point.dtype != np.uint8:
             continue
         if zero_point.any():
             raise CoatnetEdgeError(f"{node.name}: asymmetric uint8 quantizer in a TensorRT graph",
                                    fix="use preset='tensorrt' (symmetric) when quantizing")
         # New tensors per quantizer: exporters share equal constants between quantizers.
-        scale = numpy_helper.to_array(tensors[node.input[1]]).astype(np.float32) * np.float32(255.0 / 127.0)
+        scale = index.constant(node.input[1]).astype(np.float32) * np.float32(255.0 / 127.0)
         names = (f"{node.output[0]}_s8_scale", f"{node.output[0]}_s8_zero_point")
         model.graph.initializer.extend([numpy_helper.from_array(scale, names[0]),
                                         numpy_helper.from_array(np.zeros_like(zero_point, np.int8), names[1])])
         node.input[1], node.input[2] = names
         renamed[node.output[0]] = names
-    for node in model.graph.node:
-        if node.op_type == "DequantizeLinear" and node.input[0] in renamed:
+    for node in index.of_type("DequantizeLinear"):
+        if node.input[0] in renamed:
             node.input[1], node.input[2] = renamed[node.input[0]]
     for info in model.graph.value_info:  # shape inference recorded the old uint8 type
         if info.name in renamed:

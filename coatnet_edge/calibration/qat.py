@@ -17,7 +17,6 @@ import importlib.util
 import json
 import logging
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +29,20 @@ from torch.utils.data import DataLoader
 
 from coatnet_edge.atomic import atomic_path, ensure_output_dir
 from coatnet_edge.calibration.options import QatConfig
-from coatnet_edge.calibration.ptq import PtqSettings, nncf_preset_args, tensorrt_activation_args, to_signed_int8
+from coatnet_edge.calibration.ptq import (
+    PtqSettings,
+    hybrid_keeps_float,
+    nncf_preset_args,
+    tensorrt_activation_args,
+    to_signed_int8,
+)
 from coatnet_edge.data.augment import AugmentConfig
 from coatnet_edge.data.folders import ImageFolder
 from coatnet_edge.data.sampling import ImageSample
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
 from coatnet_edge.export.onnx import export_onnx
 from coatnet_edge.metrics import Agreement, compare_logits
+from coatnet_edge.models.stages import OURS_ATTENTION_STAGES, AttentionStages
 from coatnet_edge.training.loop import EpochStats, Loop, run_epochs
 from coatnet_edge.training.losses import Objective
 from coatnet_edge.training.predict import eval_logits
@@ -45,8 +51,6 @@ from coatnet_edge.training.torch_data import FolderDataset, without_worker_sigch
 
 Log = Callable[[str], None]
 _EVAL_BATCH = 128  # images per forward pass when measuring agreement with FP32
-_TORCH_FLOAT_IN_ATTENTION = {"layer_norm", "softmax", "add", "mul", "div", "gelu", "__add__", "__mul__",
-                             "__truediv__", "__iadd__"}
 
 
 @dataclass
@@ -57,18 +61,15 @@ class QatResult:
     ignored: list[str] = field(default_factory=list)
 
 
-def torch_hybrid_float_nodes(model: nn.Module, image_size: int, attention_stages: str = r"^/stages/stages\.[34]/",
-                             in_chans: int = 3) -> list[str]:
-    r"""NNCF torch node names the hybrid scheme keeps in float (as ``ptq.hybrid_float_nodes``; the ONNX
-    stage regex ``^/stages/stages\.[34]/`` becomes NNCF's ``^stages/[34]/``)."""
-    stages = re.compile(attention_stages.replace("/stages/stages\\.", "stages/").replace("^/", "^"))
+def torch_hybrid_float_nodes(model: nn.Module, image_size: int,
+                             attention_stages: AttentionStages = OURS_ATTENTION_STAGES, in_chans: int = 3) -> list[str]:
+    """Names of the NNCF torch nodes the hybrid scheme keeps in float (``ptq.hybrid_keeps_float``, as PTQ)."""
     from nncf.torch.function_hook import wrap_model
     from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
 
     graph = build_nncf_graph(wrap_model(copy.deepcopy(model)), torch.zeros(1, in_chans, image_size, image_size))
     return [n.node_name for n in graph.get_all_nodes()
-            if (stages.match(n.node_name) and n.node_type in _TORCH_FLOAT_IN_ATTENTION)
-            or (n.node_type == "mean" and not n.node_name.startswith("stages/"))]
+            if hybrid_keeps_float(n.node_name, n.node_type, attention_stages)]
 
 
 def _allow_slow_extension_build() -> None:

@@ -22,6 +22,7 @@ import numpy as np
 from coatnet_edge.calibration.sensitivity import onnx_logits
 from coatnet_edge.data.corrupt import CORRUPTIONS, corrupted_batch
 from coatnet_edge.data.sampling import ImageSample
+from coatnet_edge.measure.benchmark import CANDIDATE_TIMING
 from coatnet_edge.metrics import PerImage, per_image_fidelity
 from coatnet_edge.runtime.base import run_batches
 from coatnet_edge.stats import Interval, bootstrap_mean, paired_difference, wilson
@@ -33,7 +34,6 @@ MIN_SCORE_IMAGES = 32  # fewer held-out images than this cannot tell candidates 
 SCORE_SEVERITIES = (2, 3, 4)  # the corrupted half of the score set cycles these with the four corruption kinds
 SPEED_MARGIN = 0.90  # a tied candidate replaces the baseline only if its p50 ratio's whole interval is below this
 SCORE_PIXELS = 64 * 64 * 64  # images x pixels per scoring batch (see score_batch)
-TIMING = {"warmup": 3, "rounds": 7, "runs": 10}  # batch 1, interleaved: drift hits every candidate alike
 Log = Callable[[str], None]
 
 
@@ -118,23 +118,10 @@ def score(name: str, built: Any, runner: Any, score_set: ScoreSet, seconds: floa
     return Scored(name, built, runner, per_image_fidelity(score_set.reference, outputs), seconds)
 
 
-def interleaved_p50(scored: Sequence[Scored], image: np.ndarray, *, warmup: int = TIMING["warmup"],
-                    rounds: int = TIMING["rounds"], runs: int = TIMING["runs"]) -> None:
-    """Batch-1 p50 of each candidate in each of ``rounds`` rounds, candidates in turn within a round."""
-    for item in scored:
-        for _ in range(warmup):
-            item.runner.run(image)
-    per_round: dict[str, list[float]] = {item.name: [] for item in scored}
-    for _ in range(rounds):
-        for item in scored:
-            times = []
-            for _ in range(runs):
-                started = time.perf_counter()
-                item.runner.run(image)
-                times.append((time.perf_counter() - started) * 1e3)
-            per_round[item.name].append(float(np.median(times)))
-    for item in scored:
-        item.p50_rounds = np.array(per_round[item.name])
+def interleaved_p50(scored: Sequence[Scored], image: np.ndarray) -> None:
+    """Batch-1 p50 of each candidate in each round (``CANDIDATE_TIMING``), candidates in turn within a round."""
+    for item, rounds in zip(scored, CANDIDATE_TIMING.p50_rounds([item.runner for item in scored], image), strict=True):
+        item.p50_rounds = rounds
 
 
 def speed_ratio(candidate: Scored, baseline: Scored) -> Interval | None:
@@ -208,8 +195,8 @@ def rule_text(measure: str = DEFAULT_MEASURE) -> str:
     return (f"the baseline (the first candidate, the plain path) unless a candidate's per-image {measure} vs FP32 is "
             f"lower beyond the paired-bootstrap 95 % interval of the difference, with top-1 agreement not lower "
             f"beyond its own paired interval (then the most faithful such candidate); among ties, a candidate "
-            f"replaces the baseline only if faster with its p50-ratio interval below {SPEED_MARGIN} (batch 1, "
-            f"{TIMING['rounds']} interleaved rounds of {TIMING['runs']} runs after {TIMING['warmup']} warm-up)")
+            f"replaces the baseline only if faster with its p50-ratio interval below {SPEED_MARGIN} "
+            f"({CANDIDATE_TIMING.describe()})")
 
 
 @dataclass

@@ -23,6 +23,7 @@ import numpy as np
 
 from coatnet_edge.atomic import atomic_path
 from coatnet_edge.calibration.channel_shift import PAYBACK_TAG, SHIFT_TAG
+from coatnet_edge.export.graph_index import GraphIndex, drop_unused_initializers
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.runtime.base import run_batches
 from coatnet_edge.runtime.onnxruntime import InMemorySession
@@ -52,12 +53,12 @@ class BudgetResult:
 
 def quantized_consumers(model: Any) -> list[str]:
     """Nodes (any op) that read at least one DequantizeLinear output: the layers that can fall back."""
-    produced_by = {out: n for n in model.graph.node for out in n.output}
+    index = GraphIndex(model)
     names = []
-    for node in model.graph.node:
+    for node in index.nodes:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             continue
-        if any((p := produced_by.get(i)) is not None and p.op_type == "DequantizeLinear" for i in node.input):
+        if any((p := index.producer(i)) is not None and p.op_type == "DequantizeLinear" for i in node.input):
             names.append(node.name)
     return names
 
@@ -72,37 +73,36 @@ def with_float_nodes(model: Any, nodes: list[str] | set[str], fp32: Any | None =
     """
     result = copy.deepcopy(model)
     graph = result.graph
-    produced_by = {out: n for n in graph.node for out in n.output}
-    originals = {n.name: n for n in fp32.graph.node} if fp32 is not None else {}
-    fp32_weights = {t.name: t for t in fp32.graph.initializer} if fp32 is not None else {}
-    present = {t.name for t in graph.initializer}
+    index = GraphIndex(graph)  # producers and consumers as quantized: rewiring a node never changes what it writes
+    original = GraphIndex(fp32) if fp32 is not None else None
+    present = set(index.initializers)
     wanted = set(nodes)
-    for node in graph.node:
+    for node in index.nodes:
         if node.name not in wanted:
             continue
         from_fp32 = False
         for i, name in enumerate(node.input):
-            dq = produced_by.get(name)
+            dq = index.producer(name)
             if dq is None or dq.op_type != "DequantizeLinear":
                 continue
-            q = produced_by.get(dq.input[0])
+            q = index.producer(dq.input[0])
             if q is not None and q.op_type == "QuantizeLinear":
                 node.input[i] = q.input[0]
-            elif _restore_from(node, i, originals, fp32_weights, graph, present):
+            elif _restore_from(node, i, original, graph, present):
                 from_fp32 = True
             else:
                 raise ValueError(f"{node.name}: input {i} is an INT8 constant; pass the FP32 graph to restore it")
         if from_fp32:  # the FP32 weight and bias were never smoothed nor shifted: the activation must not be either
-            original = originals[node.name]
-            del node.input[len(original.input):]  # a bias the centring gave a Conv that had none in FP32
-            _read_before_rewrites(node, produced_by)
-            _drop_payback_after(node, graph)
+            # a bias the centring gave a Conv that had none in FP32
+            del node.input[len(original.node(node.name).input):]
+            _read_before_rewrites(node, index)
+            _drop_payback_after(node, index)
             # the bias that fast bias correction shifted for the INT8 weight (MatMul: in the next Add)
-            bias_adds = [n for n in graph.node if n.op_type == "Add" and node.output[0] in n.input]
+            bias_adds = [n for n in index.consumers(node.output[0]) if n.op_type == "Add"]
             for owner in [node, *bias_adds]:
                 for i in range(len(owner.input)):
                     if owner.input[i] in present:
-                        _restore_from(owner, i, originals, fp32_weights, graph, present)
+                        _restore_from(owner, i, original, graph, present)
     _prune_dead_nodes(graph)
     return result
 
@@ -113,30 +113,30 @@ def with_float_nodes(model: Any, nodes: list[str] | set[str], fp32: Any | None =
 _REWRITES_BEFORE_LAYER = (("Mul", "nncf_smooth_quant"), ("Sub", SHIFT_TAG))
 
 
-def _read_before_rewrites(node: Any, produced_by: dict[str, Any]) -> None:
+def _read_before_rewrites(node: Any, index: GraphIndex) -> None:
     """Wire ``node`` to the activation from before those ops; their other consumers keep them."""
     for op_type, suffix in _REWRITES_BEFORE_LAYER:
         for i, name in enumerate(node.input):
-            op = produced_by.get(name)
+            op = index.producer(name)
             if op is not None and op.op_type == op_type and op.name.endswith(suffix):
                 node.input[i] = op.input[0]
 
 
-def _drop_payback_after(node: Any, graph: Any) -> None:
+def _drop_payback_after(node: Any, index: GraphIndex) -> None:
     """A depthwise conv read the centred activation and had ``channel_shift.py``'s payback map added after it;
     reading the uncentred one again, it must not get the map: the payback ``Add`` becomes an ``Identity``."""
-    for payback in (n for n in graph.node if n.name.endswith(PAYBACK_TAG) and node.output[0] in n.input):
+    for payback in (n for n in index.consumers(node.output[0]) if n.name.endswith(PAYBACK_TAG)):
         payback.op_type = "Identity"
         del payback.input[1:]
 
 
-def _restore_from(node: Any, index: int, originals: dict, weights: dict, graph: Any, present: set[str]) -> bool:
-    original = originals.get(node.name)
-    if original is None or index >= len(original.input) or original.input[index] not in weights:
+def _restore_from(node: Any, index: int, fp32: GraphIndex | None, graph: Any, present: set[str]) -> bool:
+    original = fp32.node(node.name) if fp32 is not None else None
+    if original is None or index >= len(original.input) or original.input[index] not in fp32.initializers:
         return False
     name = f"{original.input[index]}.fp32"  # the quantized graph may hold a changed tensor under the old name
     if name not in present:
-        tensor = copy.deepcopy(weights[original.input[index]])
+        tensor = copy.deepcopy(fp32.initializers[original.input[index]])
         tensor.name = name
         graph.initializer.append(tensor)
         present.add(name)
@@ -146,22 +146,18 @@ def _restore_from(node: Any, index: int, originals: dict, weights: dict, graph: 
 
 def _prune_dead_nodes(graph: Any) -> None:
     """Drop nodes no graph output depends on, found by walking back from the outputs (not by list order)."""
-    nodes = list(graph.node)
-    produced_by = {out: i for i, node in enumerate(nodes) for out in node.output}
-    reached: set[int] = set()
+    index = GraphIndex(graph)
+    reached: set[int] = set()  # id() of the nodes an output depends on
     pending = [o.name for o in graph.output]
     while pending:
-        index = produced_by.get(pending.pop())
-        if index is not None and index not in reached:
-            reached.add(index)
-            pending.extend(nodes[index].input)
-    keep = [node for i, node in enumerate(nodes) if i in reached]
+        node = index.producer(pending.pop())
+        if node is not None and id(node) not in reached:
+            reached.add(id(node))
+            pending.extend(node.input)
+    keep = [node for node in index.nodes if id(node) in reached]
     del graph.node[:]
     graph.node.extend(keep)
-    used = {i for n in graph.node for i in n.input}
-    live = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(live)
+    drop_unused_initializers(graph)
 
 
 def onnx_logits(model: Any, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
@@ -174,10 +170,11 @@ def rank_layers(model: Any, fp32: Any, images: np.ndarray, reference: np.ndarray
     """Every fall-back candidate, most sensitive first (largest SQNR gain when returned to float)."""
     base = compare_logits(reference, onnx_logits(model, images))
     candidates = quantized_consumers(model)
+    index = GraphIndex(model)
     rows = []
     for done, name in enumerate(candidates, 1):
         agreement = compare_logits(reference, onnx_logits(with_float_nodes(model, [name], fp32), images))
-        node = next(n for n in model.graph.node if n.name == name)
+        node = index.node(name)
         rows.append(LayerSensitivity(name, node.op_type, agreement.sqnr_db, agreement.sqnr_db - base.sqnr_db,
                                      agreement.top1_agreement))
         if progress:

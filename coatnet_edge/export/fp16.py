@@ -23,6 +23,7 @@ import onnx
 from onnx import version_converter
 
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
+from coatnet_edge.export.graph_index import GraphIndex
 
 FP32_OPS = ("LayerNormalization", "ReduceMean", "ReduceSum", "Softmax", "Exp", "Erf", "GlobalAveragePool", "Pow",
             "Sqrt")
@@ -48,12 +49,12 @@ def to_mixed_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def is_quantized(model: onnx.ModelProto) -> bool:
-    return any(node.op_type in QDQ_OPS for node in model.graph.node)
+    return bool(GraphIndex(model).of_type(*QDQ_OPS))
 
 
 def float32_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of the nodes the pass kept in float32 (recorded in the manifest)."""
-    return [node.name for node in model.graph.node if node.op_type in FP32_OPS]
+    return [node.name for node in GraphIndex(model).of_type(*FP32_OPS)]
 
 
 def graph_precision(path: str | Path) -> str:

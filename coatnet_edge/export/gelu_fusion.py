@@ -10,26 +10,18 @@ there); TensorRT's graph keeps opset 17, so this rewrite is for the ONNX Runtime
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
+from coatnet_edge.export.graph_index import GraphIndex
+
 GELU_OPSET = 20
 
 
-def _constant(graph: Any, name: str) -> float | None:
-    from onnx import numpy_helper
-
-    for init in graph.initializer:
-        if init.name == name:
-            value = numpy_helper.to_array(init)
-            return float(value) if value.size == 1 else None
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output[0] == name:
-            value = numpy_helper.to_array(node.attribute[0].t)
-            return float(value) if value.size == 1 else None
-    return None
+def _scalar(index: GraphIndex, name: str) -> float | None:
+    value = index.constant(name)
+    return float(value) if value is not None and value.size == 1 else None
 
 
 def fuse_gelu(model: Any) -> tuple[Any, int]:
@@ -38,29 +30,20 @@ def fuse_gelu(model: Any) -> tuple[Any, int]:
 
     model = version_converter.convert_version(model, GELU_OPSET)
     graph = model.graph
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list[Any]] = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            consumers[name].append(node)
-
-    def only_consumer(name: str, op_type: str) -> Any:
-        found = consumers.get(name, [])
-        return found[0] if len(found) == 1 and found[0].op_type == op_type else None
-
+    index = GraphIndex(graph)
     replaced: dict[int, Any] = {}  # id(last node of the pattern) -> its Gelu
     dropped: set[int] = set()
-    for erf in (n for n in graph.node if n.op_type == "Erf"):
-        div = producer.get(erf.input[0])
-        add = only_consumer(erf.output[0], "Add")
-        mul = add and only_consumer(add.output[0], "Mul")
-        half = mul and only_consumer(mul.output[0], "Mul")
+    for erf in index.of_type("Erf"):
+        div = index.producer(erf.input[0])
+        add = index.only_consumer(erf.output[0], "Add")
+        mul = add and index.only_consumer(add.output[0], "Mul")
+        half = mul and index.only_consumer(mul.output[0], "Mul")
         if div is None or div.op_type != "Div" or not (add and mul and half):
             continue
         x = div.input[0]
-        if x not in mul.input or not np.isclose(_constant(graph, div.input[1]) or 0, np.sqrt(2), rtol=1e-4) \
-                or _constant(graph, next(i for i in add.input if i != erf.output[0])) != 1.0 \
-                or not np.isclose(_constant(graph, next(i for i in half.input if i != mul.output[0])) or 0, 0.5):
+        if x not in mul.input or not np.isclose(_scalar(index, div.input[1]) or 0, np.sqrt(2), rtol=1e-4) \
+                or _scalar(index, next(i for i in add.input if i != erf.output[0])) != 1.0 \
+                or not np.isclose(_scalar(index, next(i for i in half.input if i != mul.output[0])) or 0, 0.5):
             continue
         replaced[id(half)] = helper.make_node("Gelu", [x], [half.output[0]], name=f"{erf.name}_gelu")
         dropped |= {id(div), id(erf), id(add), id(mul)}

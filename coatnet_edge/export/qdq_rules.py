@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from coatnet_edge.export.graph_index import GraphIndex
+
 WEIGHTED = ("Conv", "MatMul", "Gemm")
 SHAPE_ONLY = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity")
 FUSED_EPILOGUES = ("BatchNormalization", "Relu", "Sigmoid", "Clip", "LeakyRelu")
@@ -56,33 +58,16 @@ class QdqReport:
                 "errors": [str(f) for f in self.errors], "advisories": [str(f) for f in self.advisories]}
 
 
-class _Graph:
-    def __init__(self, model: Any):
-        from onnx import numpy_helper
+def _source(g: GraphIndex, name: str) -> Any | None:
+    """The producer of ``name``, looking back through shape-only ops."""
+    node = g.producer(name)
+    while node is not None and node.op_type in SHAPE_ONLY:
+        node = g.producer(node.input[0])
+    return node
 
-        self.nodes = list(model.graph.node)
-        self.producer = {out: n for n in self.nodes for out in n.output}
-        self.consumers: dict[str, list[Any]] = {}
-        for n in self.nodes:
-            for name in n.input:
-                self.consumers.setdefault(name, []).append(n)
-        self.constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-        self.constants.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in self.nodes
-                               if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
 
-    def source(self, name: str) -> Any | None:
-        """The producer of ``name``, looking back through shape-only ops."""
-        node = self.producer.get(name)
-        while node is not None and node.op_type in SHAPE_ONLY:
-            node = self.producer.get(node.input[0])
-        return node
-
-    def is_constant(self, name: str) -> bool:
-        node = self.producer.get(name)
-        return name in self.constants or (node is not None and node.op_type == "Constant")
-
-    def attr(self, node: Any, name: str, default: int) -> int:
-        return next((a.i for a in node.attribute if a.name == name), default)
+def _attr(node: Any, name: str, default: int) -> int:
+    return next((a.i for a in node.attribute if a.name == name), default)
 
 
 def check_qdq(model: Any | str | Path) -> QdqReport:
@@ -90,7 +75,7 @@ def check_qdq(model: Any | str | Path) -> QdqReport:
     import onnx
 
     model = onnx.load(str(model)) if isinstance(model, str | Path) else model
-    g = _Graph(model)
+    g = GraphIndex(model)
     report = QdqReport()
     add = report.findings.append
 
@@ -123,19 +108,16 @@ def check_qdq(model: Any | str | Path) -> QdqReport:
     return report
 
 
-def _quantized(g: _Graph, name: str) -> bool:
-    node = g.source(name)
+def _quantized(g: GraphIndex, name: str) -> bool:
+    node = _source(g, name)
     return node is not None and node.op_type == "DequantizeLinear"
 
 
-def _check_quantizer(g: _Graph, node: Any, add: Any) -> None:
+def _check_quantizer(g: GraphIndex, node: Any, add: Any) -> None:
     if len(node.input) < 3 or not node.input[2]:
         add(Finding("signed-symmetric", node.name, "no zero point: ONNX defaults to uint8", True))
         return
-    zero_point = g.constants.get(node.input[2])
-    if zero_point is None:
-        node_zp = g.producer.get(node.input[2])
-        zero_point = None if node_zp is None else g.constants.get(node_zp.output[0])
+    zero_point = g.constant(node.input[2])
     if zero_point is None:
         add(Finding("signed-symmetric", node.name, "zero point is not a constant", True))
         return
@@ -143,36 +125,36 @@ def _check_quantizer(g: _Graph, node: Any, add: Any) -> None:
         add(Finding("signed-symmetric", node.name, f"{zero_point.dtype} quantizer: TensorRT takes int8", True))
     if zero_point.any():
         add(Finding("signed-symmetric", node.name, "non-zero zero point: TensorRT takes symmetric only", True))
-    scale = g.constants.get(node.input[1])
+    scale = g.constant(node.input[1])
     if node.op_type == "DequantizeLinear" and scale is not None and scale.size > 1:
         source = node.input[0]
-        q = g.producer.get(source)
+        q = g.producer(source)
         weight = g.is_constant(source) or (q is not None and q.op_type == "QuantizeLinear"
                                            and g.is_constant(q.input[0]))
         if not weight:
             add(Finding("per-tensor-activations", node.name, f"activation with {scale.size} scales", True))
 
 
-def _check_weight_axis(g: _Graph, layer: Any, add: Any) -> None:
+def _check_weight_axis(g: GraphIndex, layer: Any, add: Any) -> None:
     """Weights quantized per output channel, on the output-channel axis."""
     weight_input = layer.input[1]
-    dq = g.source(weight_input)
+    dq = _source(g, weight_input)
     if dq is None or dq.op_type != "DequantizeLinear":
         return
-    q = g.producer.get(dq.input[0])
+    q = g.producer(dq.input[0])
     raw = dq.input[0] if g.is_constant(dq.input[0]) else (q.input[0] if q is not None else None)
     if raw is None or not g.is_constant(raw):
         return  # an activation x activation MatMul (attention): per-tensor on both sides is right
-    weight = g.constants.get(raw)
-    scale = g.constants.get(dq.input[1])
+    weight = g.constant(raw)
+    scale = g.constant(dq.input[1])
     if weight is None or scale is None or weight.ndim < 2:
         return
-    axis = g.attr(dq, "axis", 1)
-    transposed = g.producer.get(weight_input) is not dq  # a Transpose between DQ and the layer
+    axis = _attr(dq, "axis", 1)
+    transposed = g.producer(weight_input) is not dq  # a Transpose between DQ and the layer
     if layer.op_type == "Conv":
         expected = 0
     elif layer.op_type == "Gemm":
-        expected = 0 if g.attr(layer, "transB", 0) else 1
+        expected = 0 if _attr(layer, "transB", 0) else 1
     else:
         expected = 0 if transposed else weight.ndim - 1
     if scale.size == 1:
@@ -182,23 +164,23 @@ def _check_weight_axis(g: _Graph, layer: Any, add: Any) -> None:
                     f"weight scales on axis {axis} ({scale.size}), output channels are axis {expected}", True))
 
 
-def _check_placement(g: _Graph, q: Any, add: Any) -> None:
+def _check_placement(g: GraphIndex, q: Any, add: Any) -> None:
     """Quantize inputs, not outputs: no Q/DQ between a Conv/MatMul and the epilogue TensorRT fuses into it."""
-    producer = g.producer.get(q.input[0])
+    producer = g.producer(q.input[0])
     if producer is None or producer.op_type not in WEIGHTED:
         return
-    for dq in g.consumers.get(q.output[0], []):
-        for consumer in g.consumers.get(dq.output[0], []):
+    for dq in g.consumers(q.output[0]):
+        for consumer in g.consumers(dq.output[0]):
             if consumer.op_type in FUSED_EPILOGUES:
                 add(Finding("quantize-inputs-not-outputs", q.name,
                             f"Q/DQ between {producer.op_type} {producer.name} and {consumer.op_type} blocks fusion",
                             False))
 
 
-def _check_attention(g: _Graph, add: Any) -> None:
+def _check_attention(g: GraphIndex, add: Any) -> None:
     """TensorRT's fused INT8 attention: Q/DQ on both inputs of QK^T, after Softmax, and on P@V's inputs."""
-    for softmax in (n for n in g.nodes if n.op_type == "Softmax"):
-        pv = [c for c in g.consumers.get(softmax.output[0], []) if c.op_type == "QuantizeLinear"]
+    for softmax in g.of_type("Softmax"):
+        pv = [c for c in g.consumers(softmax.output[0]) if c.op_type == "QuantizeLinear"]
         if not pv:
             add(Finding("attention-qdq", softmax.name, "Softmax output is not quantized", False))
         qk = _upstream_matmul(g, softmax.input[0])
@@ -206,14 +188,14 @@ def _check_attention(g: _Graph, add: Any) -> None:
             add(Finding("attention-qdq", qk.name, "an input of QK^T is not quantized", False))
 
 
-def _upstream_matmul(g: _Graph, name: str, depth: int = 4) -> Any | None:
-    node = g.producer.get(name)
+def _upstream_matmul(g: GraphIndex, name: str, depth: int = 4) -> Any | None:
+    node = g.producer(name)
     for _ in range(depth):
         if node is None:
             return None
         if node.op_type == "MatMul":
             return node
-        node = g.producer.get(node.input[0])
+        node = g.producer(node.input[0])
     return None
 
 

@@ -13,6 +13,8 @@ import datetime as _dt
 import json
 import platform
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,40 @@ def time_runner(runner: Any, batch: np.ndarray, *, warmup: int = 10, runs: int |
     return {"runs": len(t), "p50_ms": float(np.percentile(t, 50)), "p90_ms": float(np.percentile(t, 90)),
             "p99_ms": float(np.percentile(t, 99)), "mean_ms": float(t.mean()), "std_ms": float(t.std()),
             "throughput_ips": float(len(batch) / (t.mean() / 1000))}
+
+
+@dataclass(frozen=True)
+class InterleavedTiming:
+    """How candidates are timed to choose between them by speed: ``warmup`` untimed runs of each, then ``rounds``
+    rounds in which each candidate in turn runs ``runs`` timed runs (``time_runner``); a candidate's figure in a
+    round is the p50 of that round's runs. Interleaved so that drift (clock, cache, other load) hits every
+    candidate alike; comparisons are made round by round."""
+
+    warmup: int
+    rounds: int
+    runs: int
+
+    def describe(self, batch: int = 1) -> str:
+        return f"batch {batch}, {self.rounds} interleaved rounds of {self.runs} runs after {self.warmup} warm-up"
+
+    def p50_rounds(self, runners: Sequence[Any], batch: np.ndarray,
+                   progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+        """Each runner's p50 (ms) in each round, runners in the given order; ``progress(round, runner)`` after each
+        runner's turn."""
+        for runner in runners:
+            for _ in range(self.warmup):
+                runner.run(batch)
+        per_round: list[list[float]] = [[] for _ in runners]
+        for r in range(self.rounds):
+            for i, runner in enumerate(runners):
+                per_round[i].append(time_runner(runner, batch, warmup=0, runs=self.runs)["p50_ms"])
+                if progress:
+                    progress(r, i)
+        return [np.array(times) for times in per_round]
+
+
+# Choosing between candidates by speed (INT8 candidates, bf16 float parts, the cost of a float layer): one method.
+CANDIDATE_TIMING = InterleavedTiming(warmup=3, rounds=7, runs=10)
 
 
 def benchmark(artifacts: list[str | Path], *, batches: tuple[int, ...] = (1,), threads: int | None = None,

@@ -2,8 +2,8 @@
 timm training checkpoints (``model_best.pth.tar``) and Hugging Face / timm folders (``config.json``).
 
 Verbs need the same few facts whatever the source: the eval-mode module, its preprocessing, class
-names, a name for its artifacts, the file whose hash goes into manifests, which ONNX node names are the
-attention stages (the hybrid INT8 scheme keeps their LayerNorm/Softmax/adds in float), and where each
+names, a name for its artifacts, the file whose hash goes into manifests, which of its stages are attention
+stages (the hybrid INT8 scheme keeps their LayerNorm/Softmax/adds in float), and where each
 fact was read (``provenance``: kept in every manifest, shown by ``coatnet-edge info``).
 """
 
@@ -21,6 +21,7 @@ from coatnet_edge.models.builtin import resolve_source
 from coatnet_edge.models.checkpoint import load_checkpoint, load_state_dict
 from coatnet_edge.models.hf_folder import read_hf_folder
 from coatnet_edge.models.source_options import USER, SourceOptions, resolve_preprocess
+from coatnet_edge.models.stages import OURS_ATTENTION_STAGES, AttentionStages
 from coatnet_edge.models.timm_source import (
     TIMM_ATTENTION_STAGES,
     check_timm_architecture,
@@ -35,8 +36,6 @@ from coatnet_edge.models.training_checkpoint import (
     read_pickled_checkpoint,
 )
 
-OURS_ATTENTION_STAGES = r"^/stages/stages\.[34]/"  # S0 is the stem: S3-S4 are stages.3-4
-
 
 @dataclass
 class LoadedModel:
@@ -44,7 +43,7 @@ class LoadedModel:
     preprocess: PreprocessConfig
     variant: str
     source_file: Path | None  # hashed into manifests (None: random weights)
-    attention_stages: str = OURS_ATTENTION_STAGES
+    attention_stages: AttentionStages = OURS_ATTENTION_STAGES
     class_names: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)  # what was read from where
     name: str | None = None  # artifact file names (default: the weights file's stem)

@@ -21,12 +21,13 @@ from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.errors import CoatnetEdgeError, MissingDependencyError
 from coatnet_edge.models.checkpoint import load_weights
 from coatnet_edge.models.source_options import USER, SourceOptions, resolve_preprocess
+from coatnet_edge.models.stages import AttentionStages
 from coatnet_edge.models.training_checkpoint import TrainedWeights
 
 PREFIX = "timm:"
 # Which top-level modules of timm's MaxxVit-based CoAtNets are convolution and which attention:
 # stem + stages.0-1 are MBConv, stages.2-3 transformer blocks (ours: stem = stages.0, S3-S4 = stages.3-4).
-TIMM_ATTENTION_STAGES = r"^/stages/stages\.[23]/"
+TIMM_ATTENTION_STAGES = AttentionStages((2, 3))
 
 
 def is_timm_source(source: str | Path) -> bool:
