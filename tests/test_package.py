@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import REPO
 
-HEAVY = ("openvino", "nncf", "tensorrt", "onnxruntime", "torch", "timm", "torch_tensorrt")
+HEAVY = ("openvino", "nncf", "tensorrt", "onnxruntime", "onnx", "torch", "timm", "torch_tensorrt")
 
 
 def test_import_pulls_in_no_heavy_backend() -> None:
@@ -28,6 +28,36 @@ def test_loading_a_recipe_pulls_in_no_heavy_backend() -> None:
             f"print([m for m in {HEAVY!r} if m in sys.modules])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+HELP_OF_EVERY_VERB = """
+import sys
+import click
+from coatnet_edge.cli import cli
+
+def helps(command, ctx):
+    yield command.get_help(ctx)
+    if isinstance(command, click.Group):
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            yield from helps(sub, click.Context(sub, info_name=name, parent=ctx))
+
+root = click.Context(cli, info_name="coatnet-edge")
+texts = list(helps(cli, root))
+print(len(texts))
+print([t.splitlines()[2] for t in texts if "Unavailable here" in t])
+print([m for m in HEAVY if m in sys.modules])
+"""
+
+
+def test_every_verbs_help_pulls_in_no_heavy_backend() -> None:
+    """`coatnet-edge <verb> --help` must not wait for torch: every verb module builds its options from option
+    dataclasses and torch-free verb modules, and imports what does the work inside its functions."""
+    code = f"HEAVY = {HEAVY!r}" + HELP_OF_EVERY_VERB
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    count, unavailable, heavy = proc.stdout.strip().splitlines()
+    assert int(count) > 13 and unavailable == "[]", proc.stdout  # the root, each verb, and `data`'s subcommands
+    assert heavy == "[]"
 
 
 def test_public_api_resolves() -> None:

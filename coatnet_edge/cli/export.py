@@ -9,8 +9,7 @@ from typing import Any
 
 import click
 
-from coatnet_edge.calibration.onnxruntime_int8 import ONNXRUNTIME_CANDIDATES
-from coatnet_edge.calibration.openvino_int8 import OPENVINO_CANDIDATES
+from coatnet_edge.calibration.options import ONNXRUNTIME_CANDIDATES, OPENVINO_CANDIDATES
 from coatnet_edge.cli.options import library_option, model_source_options, path_option, stack
 from coatnet_edge.cli.output import echo_lines
 from coatnet_edge.cli.quantize import quantization_options, quantize_inputs
