@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import subprocess
 import sys
 
+import click
 import pytest
 
 from tests.conftest import REPO
@@ -73,21 +75,30 @@ def test_api_verbs_stay_functions_after_their_modules_load() -> None:
     import coatnet_edge.pipeline.run
     import coatnet_edge.training.verbs
 
-    for verb in ("run", "train", "distill", "create_model", "export_onnx", "load_runner"):
+    for verb in ("run", "train", "distill", "export_model", "create_model", "export_onnx", "load_runner"):
         assert callable(getattr(coatnet_edge, verb)) and not isinstance(getattr(coatnet_edge, verb), type(sys)), verb
 
 
-def test_export_is_a_verb_and_a_package() -> None:
-    """`coatnet_edge.export(...)` mirrors `coatnet-edge export` although `coatnet_edge/export/` is a package."""
+def test_export_model_is_the_export_verb() -> None:
+    """`coatnet_edge.export_model(...)` is what `coatnet-edge export` calls, with the CLI's defaults; the
+    `coatnet_edge.export` package holds the adapters and is a plain module."""
     import coatnet_edge
-
-    assert callable(coatnet_edge.export)  # before any submodule import
-    import coatnet_edge.export.onnx
+    from coatnet_edge.cli.export import export as export_command
+    from coatnet_edge.pipeline.export import export_model
     from coatnet_edge.runtime.registry import export_names
 
-    assert callable(coatnet_edge.export) and coatnet_edge.export.onnx.export_onnx
+    assert coatnet_edge.export_model is export_model
+    import coatnet_edge.export.onnx
+
+    assert not callable(coatnet_edge.export) and callable(coatnet_edge.export.onnx.export_onnx)
+    keywords, ctx = inspect.signature(export_model).parameters, click.Context(export_command)
+    cli_defaults = {p.name: p.get_default(ctx) for p in export_command.params if p.name != "precision"}
+    for name in ("backend", "batch", "dynamic_batch", "max_batch", "device", "workspace_mib", "weights", "num_classes",
+                 "openvino_candidates", "onnxruntime_candidates"):
+        assert cli_defaults[name] == keywords[name].default, name
+    assert keywords["precision"].default in [p.get_default(ctx) for p in export_command.params if p.name == "precision"]
     with pytest.raises(coatnet_edge.CoatnetEdgeError, match="unknown backend 'tflite'"):
-        coatnet_edge.export("builtin:student", out="unused", backend="tflite")
+        coatnet_edge.export_model("builtin:student", out="unused", backend="tflite")
     assert set(export_names()) == {"onnx", "onnxruntime", "openvino", "tensorrt", "torch-tensorrt"}
 
 

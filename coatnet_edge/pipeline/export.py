@@ -1,4 +1,4 @@
-"""``coatnet-edge export`` / ``coatnet_edge.export``: one checkpoint (or INT8 ONNX) -> one backend artifact.
+"""``coatnet-edge export`` / ``coatnet_edge.export_model``: one checkpoint (or INT8 ONNX) -> one backend artifact.
 
 Every target starts from the same ONNX graph: the FP32 export, or the INT8 Q/DQ file that
 ``quantize`` writes (run here when ``--int8`` gets a float model and a calibration folder). Each
@@ -37,7 +37,7 @@ class ExportResult:
     extra_files: list[Path] = field(default_factory=list)
 
 
-def export(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", precision: str = "fp32",
+def export_model(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", precision: str = "fp32",
            calib_dir: str | Path | None = None, batch: int = 1, dynamic_batch: bool = True, max_batch: int = 32,
            device: str = "CPU", workspace_mib: int = 2048, weights: str | Path | None = None,
            num_classes: int | None = None, source_options: SourceOptions | None = None,
