@@ -1,7 +1,9 @@
-"""Package hygiene: a light import, imports that run one way, and ruff-clean sources."""
+"""Package hygiene: a light import and light `--help`, heavy libraries imported where ARCHITECTURE.md says, imports
+that change no global state and run one way, and ruff-clean sources."""
 
 from __future__ import annotations
 
+import ast
 import inspect
 import shutil
 import subprocess
@@ -12,7 +14,7 @@ import pytest
 
 from tests.conftest import REPO
 
-HEAVY = ("openvino", "nncf", "tensorrt", "onnxruntime", "onnx", "torch", "timm", "torch_tensorrt")
+HEAVY = ("openvino", "nncf", "tensorrt", "onnxruntime", "onnx", "torch", "timm", "torch_tensorrt", "modelopt")
 
 
 def test_import_pulls_in_no_heavy_backend() -> None:
@@ -60,6 +62,73 @@ def test_every_verbs_help_pulls_in_no_heavy_backend() -> None:
     count, unavailable, heavy = proc.stdout.strip().splitlines()
     assert int(count) > 13 and unavailable == "[]", proc.stdout  # the root, each verb, and `data`'s subcommands
     assert heavy == "[]"
+
+
+# ARCHITECTURE.md, "Where heavy libraries are imported": torch at module top only here; the others never at top
+TORCH_AT_TOP = ("models/", "training/", "export/onnx.py", "export/torch_tensorrt.py", "calibration/qat.py")
+LIGHT = ("models/config.py", "models/registry.py", "models/source_options.py", "training/config.py",
+         "training/verbs.py")  # read by the CLI for its options: torch-free although their package is not
+
+
+def _top_level_imports(tree: ast.Module) -> set[str]:
+    """The top-level packages a module imports when it is imported (not in functions, not under TYPE_CHECKING)."""
+    found, todo = set(), list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+            todo += node.body + node.orelse
+        elif isinstance(node, ast.Try):
+            todo += node.body + node.orelse + node.finalbody + [n for h in node.handlers for n in h.body]
+    return found
+
+
+def test_heavy_libraries_are_imported_at_top_only_where_architecture_says() -> None:
+    package = REPO / "coatnet_edge"
+    for path in sorted(package.rglob("*.py")):
+        name = path.relative_to(package).as_posix()
+        imported = _top_level_imports(ast.parse(path.read_text(encoding="utf-8")))
+        assert not imported & (set(HEAVY) - {"torch", "onnx"}), name
+        if "torch" in imported:
+            assert name.startswith(TORCH_AT_TOP) and name not in LIGHT, f"{name} imports torch at module top"
+
+
+NO_GLOBAL_STATE_CHANGES = """
+import ast, importlib, logging, os, pathlib, warnings
+import coatnet_edge
+
+package = pathlib.Path(coatnet_edge.__file__).parent
+modules = sorted("coatnet_edge." + ".".join(p.relative_to(package).with_suffix("").parts).removesuffix(".__init__")
+                 for p in package.rglob("*.py") if p.name != "__main__.py")
+for path in package.rglob("*.py"):  # the libraries they import first: their own import may set filters
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+        for name in names:
+            if not name.startswith("coatnet_edge"):
+                importlib.import_module(name)
+
+loggers = list(logging.root.manager.loggerDict)
+
+def state():
+    return {"environ": dict(os.environ), "warning filters": list(warnings.filters),
+            "showwarning": warnings.showwarning, "root logger": (logging.root.level, list(logging.root.handlers)),
+            "logger levels": {n: (logging.getLogger(n).level, logging.getLogger(n).disabled) for n in loggers}}
+
+before = state()
+for name in modules:
+    importlib.import_module(name)
+print(sorted(key for key, value in state().items() if value != before[key]))
+"""
+
+
+def test_importing_any_module_changes_no_global_state() -> None:
+    """Environment, warning filters and logging are set where a function needs them, never by an import."""
+    proc = subprocess.run([sys.executable, "-c", NO_GLOBAL_STATE_CHANGES], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
 
 
 def test_public_api_resolves() -> None:
