@@ -26,10 +26,10 @@ from docpage import Machine, plot_link, write_page  # the script folder is on sy
 from coatnet_edge.data.synth import SynthConfig, write_dataset
 from coatnet_edge.environment import cpu_info
 from coatnet_edge.measure.report import compare, markdown_table
-from coatnet_edge.pipeline.export import export
+from coatnet_edge.pipeline.export import export_model
 
 METHOD = """
-Each model is exported by `coatnet_edge.export` to ONNX FP32, ONNX INT8 (NNCF PTQ on the ONNX graph,
+Each model is exported by `coatnet_edge.export_model` to ONNX FP32, ONNX INT8 (NNCF PTQ on the ONNX graph,
 default hybrid scheme and TensorRT preset, {calib} calibration images from the train split), OpenVINO
 IR FP32 and FP16 and the OpenVINO INT8 IR converted from the INT8 ONNX; then `coatnet_edge.compare`
 measures the PyTorch FP32 reference and every artifact in one process. Accuracy: top-1 (labeled data
@@ -46,12 +46,12 @@ agreement) vs p50 at batch 1, log scale, Pareto front ringed.
 
 def artifacts_for(model: str, data: Path, out: Path, calib_size: int) -> list[Path]:
     quiet = {"log": lambda s: None}
-    built = [export(model, out=out, backend="onnx", **quiet).artifact]
-    int8 = export(model, out=out, backend="onnx", precision="int8", calib_dir=data / "train", calib_size=calib_size,
-                  **quiet).artifact
+    built = [export_model(model, out=out, backend="onnx", **quiet).artifact]
+    int8 = export_model(model, out=out, backend="onnx", precision="int8", calib_dir=data / "train",
+                        calib_size=calib_size, **quiet).artifact
     built.append(int8)
-    built += [export(model, out=out, backend="openvino", precision=p, **quiet).artifact for p in ("fp32", "fp16")]
-    built.append(export(str(int8), out=out, backend="openvino", precision="int8", **quiet).artifact)
+    built += [export_model(model, out=out, backend="openvino", precision=p, **quiet).artifact for p in ("fp32", "fp16")]
+    built.append(export_model(str(int8), out=out, backend="openvino", precision="int8", **quiet).artifact)
     return built
 
 

@@ -25,7 +25,7 @@ from docpage import INTERVALS_NOTE, Machine, fidelity_fields, fraction_text, mea
 from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.data.synth import SynthConfig, write_dataset
 from coatnet_edge.environment import cpu_info
-from coatnet_edge.pipeline.export import export
+from coatnet_edge.pipeline.export import export_model
 from coatnet_edge.runtime import load_runner
 
 
@@ -72,9 +72,9 @@ def bench(model: str, data: Path, out: Path, calib_size: int) -> list[dict]:
         started = time.perf_counter()
         int8_onnx = next(out.glob("*.int8.onnx"), None)
         source = str(int8_onnx) if (backend, precision) == ("openvino", "int8") and int8_onnx else model
-        result = export(source, out=out, backend=backend, precision=precision, calib_dir=data / "train",
-                        log=lambda s: None, **({"calib_size": calib_size} if precision == "int8"
-                                               and source == model else {}))
+        result = export_model(source, out=out, backend=backend, precision=precision, calib_dir=data / "train",
+                              log=lambda s: None, **({"calib_size": calib_size} if precision == "int8"
+                                                     and source == model else {}))
         seconds = time.perf_counter() - started
         m = result.manifest
         parity = m.get("parity_vs_onnx") or m.get("parity_vs_pytorch") or m.get("check_vs_fp32", {})
@@ -104,9 +104,9 @@ def residual_tradeoff(model: str, data: Path, out: Path, calib_size: int) -> lis
         fp32 = result.fp32_onnx
         ref = np.concatenate([load_runner(fp32).run(val[i:i + 60]) for i in range(0, len(val), 60)])
         got = np.concatenate([load_runner(result.int8_onnx).run(val[i:i + 60]) for i in range(0, len(val), 60)])
-        xml = export(str(result.int8_onnx), out=target, backend="openvino", precision="int8",
-                     log=lambda s: None).artifact
-        fp32_xml = export(model, out=target, backend="openvino", precision="fp32", log=lambda s: None).artifact
+        xml = export_model(str(result.int8_onnx), out=target, backend="openvino", precision="int8",
+                           log=lambda s: None).artifact
+        fp32_xml = export_model(model, out=target, backend="openvino", precision="fp32", log=lambda s: None).artifact
         image = val[:1]
         row = {"model": model, "config": label, "ignored_adds": len(ignore), **fidelity_fields(ref, got),
                "ov_fp32_p50_ms": round(_p50_ms(fp32_xml, image), 3), "ov_int8_p50_ms": round(_p50_ms(xml, image), 3)}
@@ -181,7 +181,7 @@ def summary(rows: list[dict]) -> str:
 METHOD = """
 Models: the shipped built-in student (64 px) and CoAtNet-0 at 224 px with random weights and 1,000
 outputs (no downloads: its parity and sizes are those of a trained model, its agreement figures are
-not accuracy). Each row is one `coatnet_edge.export` call; export s is its wall time, INT8 ONNX
+not accuracy). Each row is one `coatnet_edge.export_model` call; export s is its wall time, INT8 ONNX
 including NNCF calibration on {calib} images of the built-in train split (drawn at 256 px for the
 224 model), the INT8 IR converted from that INT8 ONNX. size MB: the artifact's files on disk. Parity
 is the export's own check as recorded in the artifact's manifest; the "parity measured against"

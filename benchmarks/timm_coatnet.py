@@ -28,7 +28,7 @@ Model: timm `{name}` built with `pretrained=False` and 12 classes, random weight
 local safetensors file and loaded as `timm:{name}` + weights, as a user's fine-tuned checkpoint would
 be (nothing is downloaded). Images: the built-in shapes drawn at 256 px; {calib} calibration images
 from the train split, 240 evaluation images from the validation split, the timm model's own
-preprocessing. Toolkit rows: `coatnet_edge.export` FP32 ONNX and OpenVINO IR, and INT8 with the
+preprocessing. Toolkit rows: `coatnet_edge.export_model` FP32 ONNX and OpenVINO IR, and INT8 with the
 toolkit's defaults (`export --precision int8`: the TensorRT target's Q/DQ graph, then `export --backend
 openvino --int8` from it), each row saying how it was made (the "made by" column, from its manifest).
 Plain row: what a user writes without the toolkit: `torch.onnx.export` (legacy
@@ -54,7 +54,7 @@ def main() -> None:
     from coatnet_edge.environment import cpu_info
     from coatnet_edge.measure.benchmark import time_runner
     from coatnet_edge.models.timm_source import timm_preprocess
-    from coatnet_edge.pipeline.export import export
+    from coatnet_edge.pipeline.export import export_model
     from coatnet_edge.runtime import load_runner
     from coatnet_edge.runtime.artifact import artifact_origin
     from coatnet_edge.runtime.base import run_batches
@@ -80,13 +80,13 @@ def main() -> None:
     tool = args.out / "toolkit"
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    fp32_onnx = export(f"timm:{args.name}", out=tool, backend="onnx", **source).artifact
-    fp32_xml = export(f"timm:{args.name}", out=tool, backend="openvino", **source).artifact
+    fp32_onnx = export_model(f"timm:{args.name}", out=tool, backend="onnx", **source).artifact
+    fp32_xml = export_model(f"timm:{args.name}", out=tool, backend="openvino", **source).artifact
     timings["toolkit FP32 export s"] = time.perf_counter() - started
     started = time.perf_counter()
-    int8_onnx = export(f"timm:{args.name}", out=tool, backend="onnx", precision="int8", calib_dir=data / "train",
-                       calib_size=args.calib_size, **source).artifact
-    int8_xml = export(str(int8_onnx), out=tool, backend="openvino", precision="int8", log=lambda s: None).artifact
+    int8_onnx = export_model(f"timm:{args.name}", out=tool, backend="onnx", precision="int8", calib_dir=data / "train",
+                             calib_size=args.calib_size, **source).artifact
+    int8_xml = export_model(str(int8_onnx), out=tool, backend="openvino", precision="int8", log=lambda s: None).artifact
     timings["toolkit INT8 (calibrate + export) s"] = time.perf_counter() - started
 
     plain = args.out / "plain"

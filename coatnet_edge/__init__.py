@@ -18,7 +18,7 @@ _API = {
     "distill": "coatnet_edge.training.verbs",
     "TrainConfig": "coatnet_edge.training.verbs",
     "quantize": "coatnet_edge.calibration.quantize",
-    "export": "coatnet_edge.export",  # a package made callable: coatnet_edge.export(...) is the verb
+    "export_model": "coatnet_edge.pipeline.export",  # the `export` verb (`coatnet_edge.export`: the adapters)
     "evaluate": "coatnet_edge.measure.evaluate",
     "benchmark": "coatnet_edge.measure.benchmark",
     "compare": "coatnet_edge.measure.report",
@@ -53,8 +53,7 @@ def __getattr__(name: str) -> Any:
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'coatnet_edge' has no attribute {name!r}")
-    value = importlib.import_module(module) if module == f"{__name__}.{name}" else \
-        getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -15,7 +15,7 @@ from coatnet_edge.models.builtin import builtin_manifest, builtin_path
 from coatnet_edge.models.checkpoint import load_checkpoint
 from coatnet_edge.models.coatnet import MBConv, TransformerBlock
 from coatnet_edge.models.profile import profile_model
-from coatnet_edge.training.verbs import predict_logits
+from coatnet_edge.training.predict import predict_logits
 
 
 @pytest.fixture(scope="module")

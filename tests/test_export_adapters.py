@@ -214,20 +214,20 @@ def test_interrupted_exports_leave_nothing_at_the_final_name(tmp_path: Path, mon
     import onnx
     import openvino as ov
 
-    from coatnet_edge.pipeline.export import export
+    from coatnet_edge.pipeline.export import export_model
 
     def boom(*args, **kwargs):
         raise RuntimeError("killed mid-write")
 
     monkeypatch.setattr(onnx.checker, "check_model", boom)
     with pytest.raises(RuntimeError, match="killed"):
-        export("builtin:student", out=tmp_path, backend="onnx", log=lambda s: None)
+        export_model("builtin:student", out=tmp_path, backend="onnx", log=lambda s: None)
     assert list(tmp_path.iterdir()) == []
     monkeypatch.undo()
-    export("builtin:student", out=tmp_path, backend="onnx", log=lambda s: None)
+    export_model("builtin:student", out=tmp_path, backend="onnx", log=lambda s: None)
     monkeypatch.setattr(ov, "save_model", lambda *a, **k: (Path(a[1]).write_text("<half"), boom())[1])
     with pytest.raises(RuntimeError, match="killed"):
-        export("builtin:student", out=tmp_path, backend="openvino", log=lambda s: None)
+        export_model("builtin:student", out=tmp_path, backend="openvino", log=lambda s: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["builtin_student.fp32.onnx",
                                                           "builtin_student.fp32.onnx.manifest.json"]
 
@@ -296,12 +296,12 @@ def test_device_kit_carries_the_graph_that_states_the_precision(artifacts: dict,
 def test_tensorrt_engines_run_like_their_graphs(artifacts: dict, val_images: np.ndarray, tmp_path: Path) -> None:
     """Where TensorRT runs: FP16, INT8 and INT8+FP16 engines through the TensorRT runner, each against the very
     graph it was built from run in ONNX Runtime, at several batches inside the engine's profile."""
-    from coatnet_edge.pipeline.export import export
+    from coatnet_edge.pipeline.export import export_model
 
     for model, precision in (("builtin:student", "fp16"), (str(artifacts["student.int8.onnx"]), "int8"),
                              (str(artifacts["student.int8.onnx"]), "int8+fp16")):
-        result = export(model, out=tmp_path / precision, backend="tensorrt", precision=precision, max_batch=16,
-                        log=lambda s: None)
+        result = export_model(model, out=tmp_path / precision, backend="tensorrt", precision=precision, max_batch=16,
+                              log=lambda s: None)
         assert result.artifact.suffix == ".engine" and result.manifest["engine"]["max_batch"] == 16
         built_from = tmp_path / precision / result.manifest["graph"]  # a converted graph lies next to the engine
         graph = built_from if built_from.is_file() else Path(model)
@@ -315,14 +315,15 @@ def test_tensorrt_engines_run_like_their_graphs(artifacts: dict, val_images: np.
 @pytest.mark.skipif(not HAS_TORCH_TENSORRT, reason="torch-tensorrt is not installed (NVIDIA GPU machines: "
                                                     "pip install 'coatnet-edge[tensorrt]')")
 def test_torch_tensorrt_fp16_and_int8_compile(tmp_path: Path, tiny_dataset: Path) -> None:
-    from coatnet_edge.pipeline.export import export
+    from coatnet_edge.pipeline.export import export_model
 
-    result = export("builtin:student", out=tmp_path, backend="torch-tensorrt", precision="fp16", log=lambda s: None)
+    result = export_model("builtin:student", out=tmp_path, backend="torch-tensorrt", precision="fp16",
+                          log=lambda s: None)
     assert result.artifact.suffix == ".ep" and result.artifact.stat().st_size > 0
     if importlib.util.find_spec("modelopt") is None:
         pytest.skip("nvidia-modelopt is not installed (Torch-TensorRT's INT8 route needs it)")
-    result = export("builtin:student", out=tmp_path, backend="torch-tensorrt", precision="int8",
-                    calib_dir=tiny_dataset / "train", calib_size=24, log=lambda s: None)
+    result = export_model("builtin:student", out=tmp_path, backend="torch-tensorrt", precision="int8",
+                          calib_dir=tiny_dataset / "train", calib_size=24, log=lambda s: None)
     assert result.artifact.name.endswith(".int8.ep")
 
 

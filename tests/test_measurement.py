@@ -15,7 +15,7 @@ from PIL import Image
 from coatnet_edge.measure.benchmark import SCHEMA_FILE
 from coatnet_edge.metrics import compare_logits
 from coatnet_edge.models.checkpoint import load_checkpoint
-from coatnet_edge.pipeline.export import export
+from coatnet_edge.pipeline.export import export_model
 from coatnet_edge.stats import wilson
 from tests.conftest import REPO, assert_one_line_error, run_cli
 
@@ -23,7 +23,7 @@ from tests.conftest import REPO, assert_one_line_error, run_cli
 @pytest.fixture(scope="module")
 def artifacts(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("measure")
-    fp32 = export("builtin:student", out=out, backend="onnx", log=lambda s: None).artifact
+    fp32 = export_model("builtin:student", out=out, backend="onnx", log=lambda s: None).artifact
     proc = run_cli("export", "--model", "builtin:student", "--backend", "openvino", "--int8", "--calib-dir",
                    str(tiny_dataset / "train"), "--calib-size", "24", "--candidate", "hybrid",
                    "--openvino-candidate", "qdq", "--out", str(out))  # measurement is under test, not selection

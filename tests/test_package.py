@@ -1,17 +1,20 @@
-"""Package hygiene: a light import, imports that run one way, and ruff-clean sources."""
+"""Package hygiene: a light import and light `--help`, heavy libraries imported where ARCHITECTURE.md says, imports
+that change no global state and run one way, and ruff-clean sources."""
 
 from __future__ import annotations
 
 import ast
+import inspect
 import shutil
 import subprocess
 import sys
 
+import click
 import pytest
 
 from tests.conftest import REPO
 
-HEAVY = ("openvino", "nncf", "tensorrt", "onnxruntime", "torch", "timm", "torch_tensorrt")
+HEAVY = ("openvino", "nncf", "tensorrt", "onnxruntime", "onnx", "torch", "timm", "torch_tensorrt", "modelopt")
 
 
 def test_import_pulls_in_no_heavy_backend() -> None:
@@ -31,6 +34,103 @@ def test_loading_a_recipe_pulls_in_no_heavy_backend() -> None:
     assert proc.stdout.strip() == "[]"
 
 
+HELP_OF_EVERY_VERB = """
+import sys
+import click
+from coatnet_edge.cli import cli
+
+def helps(command, ctx):
+    yield command.get_help(ctx)
+    if isinstance(command, click.Group):
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            yield from helps(sub, click.Context(sub, info_name=name, parent=ctx))
+
+root = click.Context(cli, info_name="coatnet-edge")
+texts = list(helps(cli, root))
+print(len(texts))
+print([t.splitlines()[2] for t in texts if "Unavailable here" in t])
+print([m for m in HEAVY if m in sys.modules])
+"""
+
+
+def test_every_verbs_help_pulls_in_no_heavy_backend() -> None:
+    """`coatnet-edge <verb> --help` must not wait for torch: every verb module builds its options from option
+    dataclasses and torch-free verb modules, and imports what does the work inside its functions."""
+    code = f"HEAVY = {HEAVY!r}" + HELP_OF_EVERY_VERB
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    count, unavailable, heavy = proc.stdout.strip().splitlines()
+    assert int(count) > 13 and unavailable == "[]", proc.stdout  # the root, each verb, and `data`'s subcommands
+    assert heavy == "[]"
+
+
+# ARCHITECTURE.md, "Where heavy libraries are imported": torch at module top only here; the others never at top
+TORCH_AT_TOP = ("models/", "training/", "export/onnx.py", "export/torch_tensorrt.py", "calibration/qat.py")
+LIGHT = ("models/config.py", "models/registry.py", "models/source_options.py", "training/config.py",
+         "training/verbs.py")  # read by the CLI for its options: torch-free although their package is not
+
+
+def _top_level_imports(tree: ast.Module) -> set[str]:
+    """The top-level packages a module imports when it is imported (not in functions, not under TYPE_CHECKING)."""
+    found, todo = set(), list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+            todo += node.body + node.orelse
+        elif isinstance(node, ast.Try):
+            todo += node.body + node.orelse + node.finalbody + [n for h in node.handlers for n in h.body]
+    return found
+
+
+def test_heavy_libraries_are_imported_at_top_only_where_architecture_says() -> None:
+    package = REPO / "coatnet_edge"
+    for path in sorted(package.rglob("*.py")):
+        name = path.relative_to(package).as_posix()
+        imported = _top_level_imports(ast.parse(path.read_text(encoding="utf-8")))
+        assert not imported & (set(HEAVY) - {"torch", "onnx"}), name
+        if "torch" in imported:
+            assert name.startswith(TORCH_AT_TOP) and name not in LIGHT, f"{name} imports torch at module top"
+
+
+NO_GLOBAL_STATE_CHANGES = """
+import ast, importlib, logging, os, pathlib, warnings
+import coatnet_edge
+
+package = pathlib.Path(coatnet_edge.__file__).parent
+modules = sorted("coatnet_edge." + ".".join(p.relative_to(package).with_suffix("").parts).removesuffix(".__init__")
+                 for p in package.rglob("*.py") if p.name != "__main__.py")
+for path in package.rglob("*.py"):  # the libraries they import first: their own import may set filters
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+        for name in names:
+            if not name.startswith("coatnet_edge"):
+                importlib.import_module(name)
+
+loggers = list(logging.root.manager.loggerDict)
+
+def state():
+    return {"environ": dict(os.environ), "warning filters": list(warnings.filters),
+            "showwarning": warnings.showwarning, "root logger": (logging.root.level, list(logging.root.handlers)),
+            "logger levels": {n: (logging.getLogger(n).level, logging.getLogger(n).disabled) for n in loggers}}
+
+before = state()
+for name in modules:
+    importlib.import_module(name)
+print(sorted(key for key, value in state().items() if value != before[key]))
+"""
+
+
+def test_importing_any_module_changes_no_global_state() -> None:
+    """Environment, warning filters and logging are set where a function needs them, never by an import."""
+    proc = subprocess.run([sys.executable, "-c", NO_GLOBAL_STATE_CHANGES], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
+
+
 def test_public_api_resolves() -> None:
     import coatnet_edge
 
@@ -44,21 +144,30 @@ def test_api_verbs_stay_functions_after_their_modules_load() -> None:
     import coatnet_edge.pipeline.run
     import coatnet_edge.training.verbs
 
-    for verb in ("run", "train", "distill", "create_model", "export_onnx", "load_runner"):
+    for verb in ("run", "train", "distill", "export_model", "create_model", "export_onnx", "load_runner"):
         assert callable(getattr(coatnet_edge, verb)) and not isinstance(getattr(coatnet_edge, verb), type(sys)), verb
 
 
-def test_export_is_a_verb_and_a_package() -> None:
-    """`coatnet_edge.export(...)` mirrors `coatnet-edge export` although `coatnet_edge/export/` is a package."""
+def test_export_model_is_the_export_verb() -> None:
+    """`coatnet_edge.export_model(...)` is what `coatnet-edge export` calls, with the CLI's defaults; the
+    `coatnet_edge.export` package holds the adapters and is a plain module."""
     import coatnet_edge
-
-    assert callable(coatnet_edge.export)  # before any submodule import
-    import coatnet_edge.export.onnx
+    from coatnet_edge.cli.export import export as export_command
+    from coatnet_edge.pipeline.export import export_model
     from coatnet_edge.runtime.registry import export_names
 
-    assert callable(coatnet_edge.export) and coatnet_edge.export.onnx.export_onnx
+    assert coatnet_edge.export_model is export_model
+    import coatnet_edge.export.onnx
+
+    assert not callable(coatnet_edge.export) and callable(coatnet_edge.export.onnx.export_onnx)
+    keywords, ctx = inspect.signature(export_model).parameters, click.Context(export_command)
+    cli_defaults = {p.name: p.get_default(ctx) for p in export_command.params if p.name != "precision"}
+    for name in ("backend", "batch", "dynamic_batch", "max_batch", "device", "workspace_mib", "weights", "num_classes",
+                 "openvino_candidates", "onnxruntime_candidates"):
+        assert cli_defaults[name] == keywords[name].default, name
+    assert keywords["precision"].default in [p.get_default(ctx) for p in export_command.params if p.name == "precision"]
     with pytest.raises(coatnet_edge.CoatnetEdgeError, match="unknown backend 'tflite'"):
-        coatnet_edge.export("builtin:student", out="unused", backend="tflite")
+        coatnet_edge.export_model("builtin:student", out="unused", backend="tflite")
     assert set(export_names()) == {"onnx", "onnxruntime", "openvino", "tensorrt", "torch-tensorrt"}
 
 

@@ -163,7 +163,7 @@ def test_python_api_takes_a_timm_module_directly(nano_weights: tuple, tmp_path: 
     import coatnet_edge
 
     _, model = nano_weights
-    result = coatnet_edge.export(model, out=tmp_path, backend="onnx", log=lambda s: None)
+    result = coatnet_edge.export_model(model, out=tmp_path, backend="onnx", log=lambda s: None)
     manifest = json.loads(result.artifact.with_name(result.artifact.name + ".manifest.json").read_text())
     assert manifest["variant"] == "coatnet_nano_rw_224" and manifest["source"]["checkpoint"] is None
     assert manifest["parity_vs_pytorch"]["max_abs"] < 1e-4 and manifest["preprocess"]["mean"] == [0.5, 0.5, 0.5]
@@ -214,10 +214,10 @@ def test_timm_reference_in_compare(nano_weights: tuple, images_256: Path, tmp_pa
     import json
 
     from coatnet_edge.measure.report import compare
-    from coatnet_edge.pipeline.export import export
+    from coatnet_edge.pipeline.export import export_model
 
     path, _ = nano_weights
-    onnx_path = export("timm:coatnet_nano_rw_224", weights=path, out=tmp_path, log=lambda s: None).artifact
+    onnx_path = export_model("timm:coatnet_nano_rw_224", weights=path, out=tmp_path, log=lambda s: None).artifact
     result = compare("timm:coatnet_nano_rw_224", [onnx_path], data=images_256 / "val", out=tmp_path / "report",
                      runs=2, warmup=0, labeled=False, reference_weights=path)
     doc = json.loads(result.files["json"].read_text())

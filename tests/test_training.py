@@ -16,7 +16,9 @@ from coatnet_edge.data.defaults import builtin_preprocess
 from coatnet_edge.data.folders import scan_folder
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.models.checkpoint import load_checkpoint
-from coatnet_edge.training.verbs import distill, kd_loss, predict_logits, train
+from coatnet_edge.training.losses import kd_loss
+from coatnet_edge.training.predict import predict_logits
+from coatnet_edge.training.verbs import distill, train
 from tests.conftest import REPO, assert_one_line_error, run_cli
 
 FAST = {"batch_size": 16, "workers": 0, "lr": 3e-3, "warmup_epochs": 0.2, "max_steps_per_epoch": 8}

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from coatnet_edge.atomic import atomic_path, ensure_output_dir
 from coatnet_edge.calibration.candidates import candidate_settings, choose_ptq, quantize_candidate
@@ -24,9 +23,8 @@ from coatnet_edge.calibration.layer_cost import METHOD as COST_METHOD
 from coatnet_edge.calibration.layer_cost import measure_costs, p50_batch1, per_ms_order
 from coatnet_edge.calibration.modelopt_ptq import CANDIDATE as MODELOPT
 from coatnet_edge.calibration.modelopt_ptq import modelopt_record, require_modelopt
-from coatnet_edge.calibration.options import QuantizeOptions
+from coatnet_edge.calibration.options import QatConfig, QuantizeOptions
 from coatnet_edge.calibration.ptq import PtqSettings
-from coatnet_edge.calibration.qat import QatConfig, qat
 from coatnet_edge.calibration.selection import MIN_SCORE_IMAGES, in_sample_score_set, score_set_of
 from coatnet_edge.calibration.sensitivity import (
     fit_budget,
@@ -38,13 +36,11 @@ from coatnet_edge.calibration.sensitivity import (
 from coatnet_edge.data.folders import ImageFolder, scan_folder
 from coatnet_edge.data.sampling import ImageSample, Purpose, split_calibration_folder
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.export.onnx import TENSORRT_GRAPH_ROLE, export_fp32_onnx
 from coatnet_edge.export.parity import artifact_parity
 from coatnet_edge.export.qdq_rules import float_layers
 from coatnet_edge.hashing import sha256_file
 from coatnet_edge.manifest import write_manifest
 from coatnet_edge.measure.evaluate import evaluate_pair, load_eval_data
-from coatnet_edge.models.source import load_model, source_summary
 from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.progress import progress_bar
 
@@ -88,6 +84,11 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, optio
     ``timm:<name>`` with ``weights`` (and ``num_classes``), a timm training checkpoint or a Hugging Face
     folder; ``source_options`` override what the source says (input size, EMA, preprocessing).
     """
+    import onnx
+
+    from coatnet_edge.export.onnx import export_fp32_onnx
+    from coatnet_edge.models.source import source_summary
+
     opts = QuantizeOptions.from_kwargs(**{**(options.to_dict() if options else {}), **option_overrides})
     inputs = _check_inputs(model, calib_dir, eval_dir, train_dir, opts,
                            (source_options or SourceOptions()).merged(weights=weights, num_classes=num_classes))
@@ -117,6 +118,8 @@ def quantize(model: str | Path, *, calib_dir: str | Path, out: str | Path, optio
 
 def _check_inputs(model: str | Path, calib_dir: str | Path, eval_dir: str | Path | None,
                   train_dir: str | Path | None, opts: QuantizeOptions, source_options: SourceOptions) -> _Inputs:
+    from coatnet_edge.models.source import load_model
+
     loaded = load_model(model, source_options)
     settings = PtqSettings(preset=opts.preset, scheme="hybrid" if opts.scheme == "auto" else opts.scheme,
                            smooth_quant=opts.smooth_quant, ignored_patterns=opts.ignored_patterns,
@@ -173,6 +176,8 @@ def _quantize_graph(inputs: _Inputs, fp32_model: Any, opts: QuantizeOptions, qat
         ptq = quantize_candidate(fp32_model, inputs.calib, inputs.settings, candidate)
         record.update(ignored_nodes=len(ptq.ignored), centred_activations=len(ptq.shifted))
         return ptq.model, _modelopt_made(record, candidate)
+    from coatnet_edge.calibration.qat import qat
+
     config = qat_config or QatConfig(seed=opts.seed)
     result = qat(inputs.loaded.net, inputs.calib, inputs.train_folder, settings=inputs.settings, config=config,
                  out=out / f"{inputs.loaded.stem}.qat", log=log)
@@ -195,6 +200,8 @@ def _modelopt_made(record: dict[str, Any], chosen: str) -> dict[str, Any]:
 
 def _manifest(inputs: _Inputs, record: dict[str, Any], fp32_path: Path, fp32_record: dict[str, Any], int8_path: Path,
               qmodel: Any, seconds: float, score_size: int) -> dict[str, Any]:
+    from coatnet_edge.export.onnx import TENSORRT_GRAPH_ROLE
+
     loaded, calib = inputs.loaded, inputs.calib
     manifest = {
         "kind": "onnx", "precision": "int8", "quantization": record, "role": TENSORRT_GRAPH_ROLE,

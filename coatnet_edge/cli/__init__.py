@@ -2,8 +2,9 @@
 
 One module per verb family (``run``, ``train``, ``quantize``, ``export``, ``measure``, ``info``,
 ``data``), each imported when its verb is used: ``coatnet-edge --help`` lists the verbs from their
-docstrings without importing torch, and a verb whose optional dependency is missing reports it in
-one line without breaking the others (Polygraphy's MissingTool pattern).
+docstrings, ``coatnet-edge VERB --help`` imports no torch either (a verb imports it when it runs), and a
+verb whose optional dependency is missing reports it in one line without breaking the others (Polygraphy's
+MissingTool pattern).
 
 Errors raised below arrive as :class:`CoatnetEdgeError` and are printed here once, as one line,
 with exit code 2 (``--debug`` shows the traceback instead).

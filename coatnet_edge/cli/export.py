@@ -9,14 +9,13 @@ from typing import Any
 
 import click
 
-from coatnet_edge.calibration.onnxruntime_int8 import ONNXRUNTIME_CANDIDATES
-from coatnet_edge.calibration.openvino_int8 import OPENVINO_CANDIDATES
+from coatnet_edge.calibration.options import ONNXRUNTIME_CANDIDATES, OPENVINO_CANDIDATES
 from coatnet_edge.cli.options import library_option, model_source_options, path_option, stack
 from coatnet_edge.cli.output import echo_lines
 from coatnet_edge.cli.quantize import quantization_options, quantize_inputs
 from coatnet_edge.measure.summary import export_lines
 from coatnet_edge.models.source_options import SourceOptions
-from coatnet_edge.pipeline.export import export as run_export
+from coatnet_edge.pipeline.export import export_model
 from coatnet_edge.runtime import registry
 
 PRECISION_HELP = {  # what a flag adds to "<PRECISION>. Built by --backend <backends>."
@@ -28,7 +27,7 @@ PRECISION_HELP = {  # what a flag adds to "<PRECISION>. Built by --backend <back
 
 def _precision_flags(func: Any) -> Any:
     """One flag per precision some backend builds (``int8+fp16`` -> ``--int8-fp16``), all setting `precision`."""
-    default = inspect.signature(run_export).parameters["precision"].default
+    default = inspect.signature(export_model).parameters["precision"].default
     precisions = dict.fromkeys(p for backend in registry.BACKENDS for p in backend.precisions)
 
     def flag(precision: str) -> Any:
@@ -47,14 +46,14 @@ def _precision_flags(func: Any) -> Any:
               help="Checkpoint (.safetensors, builtin:student, ...), timm:<name> with --weights, a timm training "
                    "checkpoint (.pth.tar), a Hugging Face folder, or for --int8 an INT8 .onnx from `quantize`.")
 @model_source_options
-@library_option(run_export, "backend", type=click.Choice(registry.export_names()), help="Target runtime.")
+@library_option(export_model, "backend", type=click.Choice(registry.export_names()), help="Target runtime.")
 @_precision_flags
-@library_option(run_export, "batch", help="Batch size (TensorRT: the optimization profile's opt).")
-@library_option(run_export, "dynamic_batch", "--dynamic-batch/--static-batch",
+@library_option(export_model, "batch", help="Batch size (TensorRT: the optimization profile's opt).")
+@library_option(export_model, "dynamic_batch", "--dynamic-batch/--static-batch",
                 help="Dynamic batch axis (TensorRT profile 1..--max-batch) or a fixed --batch.")
-@library_option(run_export, "max_batch", help="Largest batch of the TensorRT profile.")
-@library_option(run_export, "device", help="OpenVINO device the IR is compiled for at export (CPU, GPU, NPU, AUTO).")
-@library_option(run_export, "workspace_mib", help="TensorRT builder workspace limit.")
+@library_option(export_model, "max_batch", help="Largest batch of the TensorRT profile.")
+@library_option(export_model, "device", help="OpenVINO device the IR is compiled for at export (CPU, GPU, NPU, AUTO).")
+@library_option(export_model, "workspace_mib", help="TensorRT builder workspace limit.")
 @click.option("--openvino-candidate", "openvino_candidates", multiple=True, type=click.Choice(OPENVINO_CANDIDATES),
               default=OPENVINO_CANDIDATES, show_default=True,
               help="OpenVINO --int8: a path measured in OpenVINO on held-out images (repeatable; narrows the set; "
@@ -85,9 +84,9 @@ def export(model: str, source_options: SourceOptions, backend: str, precision: s
     """
     inputs = quantize_inputs(values)
     options = inputs.pop("options")  # the export verb takes the quantize options as keywords
-    result = run_export(model, out=out_dir, backend=backend, precision=precision, batch=batch,
-                        dynamic_batch=dynamic_batch, max_batch=max_batch, device=device, workspace_mib=workspace_mib,
-                        source_options=source_options, openvino_candidates=openvino_candidates,
-                        onnxruntime_candidates=onnxruntime_candidates, log=click.echo,
-                        **inputs, **options.to_dict())
+    result = export_model(model, out=out_dir, backend=backend, precision=precision, batch=batch,
+                          dynamic_batch=dynamic_batch, max_batch=max_batch, device=device, workspace_mib=workspace_mib,
+                          source_options=source_options, openvino_candidates=openvino_candidates,
+                          onnxruntime_candidates=onnxruntime_candidates, log=click.echo,
+                          **inputs, **options.to_dict())
     echo_lines(export_lines(result.artifact, backend, precision, result.manifest, result.extra_files))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -24,12 +25,23 @@ Decorator = Callable[[F], F]
 
 def library_option(owner: Any, name: str, *decls: str, **attrs: Any) -> Decorator:
     """``--name`` (or ``decls``) with ``owner``'s default and type for ``name``; ``attrs`` add help or override."""
-    default = inspect.signature(owner).parameters[name].default
-    if default is inspect.Parameter.empty:
+    parameter = inspect.signature(owner).parameters[name]
+    if parameter.default is inspect.Parameter.empty:
         raise TypeError(f"{owner.__qualname__}: '{name}' has no default to offer the CLI")
-    inferred = _click_type(typing.get_type_hints(owner)[name])
+    inferred = _click_type(_hint(owner, parameter.annotation))
     return click.option(*(decls or (f"--{name.replace('_', '-')}",)),
-                        **{"default": default, "show_default": True, **inferred, **attrs})
+                        **{"default": parameter.default, "show_default": True, **inferred, **attrs})
+
+
+def _hint(owner: Any, annotation: Any) -> Any:
+    """One annotation of ``owner``, evaluated alone (``typing.get_type_hints`` would evaluate them all); ``None``
+    where it names a type that ``owner``'s module imports only inside its functions (a torch module: give ``type``)."""
+    if not isinstance(annotation, str):
+        return annotation
+    try:
+        return eval(annotation, vars(sys.modules[owner.__module__]))
+    except NameError:
+        return None
 
 
 def _click_type(hint: Any) -> dict[str, Any]:

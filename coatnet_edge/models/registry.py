@@ -6,11 +6,13 @@ A variant is a row of the architecture table; weights live elsewhere (checkpoint
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.models.coatnet import CoAtNet
 from coatnet_edge.models.config import CoAtNetConfig
+
+if TYPE_CHECKING:
+    from coatnet_edge.models.coatnet import CoAtNet
 
 _VARIANTS: dict[str, CoAtNetConfig] = {}
 
@@ -50,6 +52,8 @@ def get_variant(name: str) -> CoAtNetConfig:
 def create_model(name_or_cfg: str | CoAtNetConfig, *, num_classes: int | None = None,
                  image_size: int | None = None, **overrides: Any) -> CoAtNet:
     """Build a randomly initialised CoAtNet from a variant name (or a config) and overrides."""
+    from coatnet_edge.models.coatnet import CoAtNet
+
     cfg = name_or_cfg if isinstance(name_or_cfg, CoAtNetConfig) else get_variant(name_or_cfg)
     changes = dict(overrides)
     if num_classes is not None:

@@ -1,4 +1,4 @@
-"""``coatnet-edge export`` / ``coatnet_edge.export``: one checkpoint (or INT8 ONNX) -> one backend artifact.
+"""``coatnet-edge export`` / ``coatnet_edge.export_model``: one checkpoint (or INT8 ONNX) -> one backend artifact.
 
 Every target starts from the same ONNX graph: the FP32 export, or the INT8 Q/DQ file that
 ``quantize`` writes (run here when ``--int8`` gets a float model and a calibration folder). Each
@@ -16,18 +16,15 @@ from typing import Any
 import numpy as np
 
 from coatnet_edge.atomic import ensure_output_dir
-from coatnet_edge.calibration.onnxruntime_int8 import ONNXRUNTIME_CANDIDATES, onnxruntime_int8_for
-from coatnet_edge.calibration.openvino_int8 import OPENVINO_CANDIDATES, openvino_int8_for
+from coatnet_edge.calibration.options import ONNXRUNTIME_CANDIDATES, OPENVINO_CANDIDATES
 from coatnet_edge.calibration.quantize import quantize
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.data.sampling import build_calibration_set
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.export.job import ExportJob, ExportOutput, carried
-from coatnet_edge.export.onnx import export_fp32_onnx
 from coatnet_edge.export.qdq_rules import check_qdq
 from coatnet_edge.hashing import sha256_file
 from coatnet_edge.manifest import Manifest, read_manifest, write_manifest
-from coatnet_edge.models.source import load_model
 from coatnet_edge.models.source_options import SourceOptions
 from coatnet_edge.runtime import registry
 from coatnet_edge.runtime.registry import Backend
@@ -40,7 +37,7 @@ class ExportResult:
     extra_files: list[Path] = field(default_factory=list)
 
 
-def export(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", precision: str = "fp32",
+def export_model(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", precision: str = "fp32",
            calib_dir: str | Path | None = None, batch: int = 1, dynamic_batch: bool = True, max_batch: int = 32,
            device: str = "CPU", workspace_mib: int = 2048, weights: str | Path | None = None,
            num_classes: int | None = None, source_options: SourceOptions | None = None,
@@ -70,8 +67,12 @@ def export(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", p
                                                        log, quantize_options)
     prepared = None  # the per-target INT8 selections (calibration/openvino_int8.py, calibration/onnxruntime_int8.py)
     if target.export_name == "openvino" and precision == "int8":
+        from coatnet_edge.calibration.openvino_int8 import openvino_int8_for
+
         prepared = openvino_int8_for(onnx_path, record, tuple(openvino_candidates), log)
     elif target.export_name == "onnxruntime":
+        from coatnet_edge.calibration.onnxruntime_int8 import onnxruntime_int8_for
+
         prepared = onnxruntime_int8_for(onnx_path, record, tuple(onnxruntime_candidates), log)
     job = ExportJob(onnx_path, record, ensure_output_dir(out), precision, device=device, batch=batch,
                     dynamic_batch=dynamic_batch, max_batch=max_batch, workspace_mib=workspace_mib, net=net,
@@ -144,6 +145,9 @@ def _given_onnx(path: Path, precision: str) -> tuple[Path, dict[str, Any]]:
 
 def _onnx_from_checkpoint(model: str | Path, out: str | Path, precision: str, calib_dir: Any, dynamic_batch: bool,
                           batch: int, log: Any, quantize_options: dict) -> tuple[Path, dict[str, Any], Any]:
+    from coatnet_edge.export.onnx import export_fp32_onnx
+    from coatnet_edge.models.source import load_model
+
     loaded = load_model(model, quantize_options.get("source_options"), weights=quantize_options.get("weights"),
                         num_classes=quantize_options.get("num_classes"))
     if precision == "int8":

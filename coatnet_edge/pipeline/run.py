@@ -20,19 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from coatnet_edge.atomic import atomic_path, ensure_output_dir, write_json_atomic
-from coatnet_edge.calibration.qat import QatConfig
+from coatnet_edge.calibration.options import QatConfig
 from coatnet_edge.calibration.quantize import quantize
 from coatnet_edge.data.synth import SynthConfig, write_dataset
 from coatnet_edge.environment import library_versions
 from coatnet_edge.errors import CoatnetEdgeError
-from coatnet_edge.export.onnx import export_fp32_onnx
 from coatnet_edge.hashing import sha256_file, sha256_text
 from coatnet_edge.manifest import manifest_path_for
 from coatnet_edge.measure.report import compare, comparison_rows
 from coatnet_edge.models.builtin import is_builtin, resolve_source
-from coatnet_edge.models.source import load_model
 from coatnet_edge.models.source_options import SourceOptions
-from coatnet_edge.pipeline.export import export
+from coatnet_edge.pipeline.export import export_model
 from coatnet_edge.pipeline.recipe import Recipe, load_recipe, recipe_toml
 from coatnet_edge.pipeline.stages import StageResult, folder_fingerprint, run_stage
 from coatnet_edge.progress import progress_bar
@@ -264,6 +262,9 @@ def _distill(teacher: str, options: SourceOptions, recipe: Recipe, inputs: _Inpu
 
 
 def _export_onnx(model: str, options: SourceOptions | None, recipe: Recipe, folder: Path) -> dict[str, Any]:
+    from coatnet_edge.export.onnx import export_fp32_onnx
+    from coatnet_edge.models.source import load_model
+
     loaded = load_model(model, options)
     path, record = export_fp32_onnx(loaded, folder)
     return {"outputs": {"artifact": path}, "parity": record.get("parity")}
@@ -306,11 +307,11 @@ def _skip(target: str, backend: Backend, precision: str, reason: str, upstream: 
 
 def _export_target(upstream: StageResult, backend: str, precision: str, recipe: Recipe,
                    folder: Path) -> dict[str, Any]:
-    done = export(upstream.outputs["artifact"], out=folder, backend=backend, precision=precision,
-                  device=recipe.targets.openvino_device, max_batch=recipe.targets.tensorrt_max_batch,
-                  openvino_candidates=recipe.targets.openvino_int8_candidates,
-                  onnxruntime_candidates=recipe.targets.onnxruntime_int8_candidates,
-                  log=lambda line: None)
+    done = export_model(upstream.outputs["artifact"], out=folder, backend=backend, precision=precision,
+                        device=recipe.targets.openvino_device, max_batch=recipe.targets.tensorrt_max_batch,
+                        openvino_candidates=recipe.targets.openvino_int8_candidates,
+                        onnxruntime_candidates=recipe.targets.onnxruntime_int8_candidates,
+                        log=lambda line: None)
     return {"outputs": {"artifact": done.artifact}, "parity_vs_onnx": done.manifest.get("parity_vs_onnx")}
 
 

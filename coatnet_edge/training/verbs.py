@@ -12,32 +12,23 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from coatnet_edge.data.defaults import builtin_preprocess, is_builtin_dataset
 from coatnet_edge.data.folders import ImageFolder, format_skipped, looks_labeled, scan_folder
 from coatnet_edge.data.preprocess import PreprocessConfig
 from coatnet_edge.errors import CoatnetEdgeError
 from coatnet_edge.models.builtin import is_builtin
-from coatnet_edge.models.checkpoint import load_checkpoint
-from coatnet_edge.models.coatnet import CoAtNet
-from coatnet_edge.models.profile import profile_model
-from coatnet_edge.models.registry import create_model
-from coatnet_edge.models.source import LoadedModel, load_model
 from coatnet_edge.models.source_options import SourceOptions
-from coatnet_edge.models.timm_source import is_timm_source
 from coatnet_edge.training.config import FitResult, TrainConfig
-from coatnet_edge.training.fit import fit
-from coatnet_edge.training.losses import kd_loss
-from coatnet_edge.training.predict import predict_logits, top1
-from coatnet_edge.training.state import weights_sha256
 
-# Other layers import these from here.
-__all__ = ["FitResult", "TrainConfig", "distill", "kd_loss", "predict_logits", "report_pair", "resolve_splits",
-           "teacher_model_classes", "train", "weights_sha256"]
+if TYPE_CHECKING:  # torch and the modules built on it are imported by the functions that use them
+    from torch import nn
+
+    from coatnet_edge.models.coatnet import CoAtNet
+    from coatnet_edge.models.source import LoadedModel
+
+__all__ = ["FitResult", "TrainConfig", "distill", "report_pair", "resolve_splits", "teacher_model_classes", "train"]
 
 Log = Callable[[str], None]
 
@@ -46,6 +37,8 @@ def train(data: str | Path, *, out: str | Path, model: str | Path | CoAtNet = "c
           val: str | Path | None = None, image_size: int | None = None, resume: str | Path | None = None,
           config: TrainConfig | None = None, log: Log = print, **options: Any) -> FitResult:
     """Train (or fine-tune from a checkpoint) a CoAtNet on a labeled image folder."""
+    from coatnet_edge.training.fit import fit
+
     cfg = dataclasses.replace(config or TrainConfig(), **options)
     train_dir, val_dir = resolve_splits(data, val)
     train_set = _scan(train_dir, labeled=True, purpose="training", log=log)
@@ -65,6 +58,8 @@ def distill(data: str | Path, *, teacher: str | Path | nn.Module, out: str | Pat
     on its own preprocessing (the student's batch is re-normalized and resized for it), or a timm training
     checkpoint / Hugging Face folder; ``teacher_options`` say how to read it (as ``load_model``).
     """
+    from coatnet_edge.training.fit import fit
+
     cfg = dataclasses.replace(config or TrainConfig(), **options)
     train_dir, val_dir = resolve_splits(data, val)
     teacher_model, teacher_loaded = _load_teacher(teacher, teacher_weights, teacher_options)
@@ -90,6 +85,12 @@ def report_pair(teacher: str | Path, student: str | Path, val_dir: Path | None,
                 teacher_weights: str | Path | None = None,
                 teacher_options: SourceOptions | None = None) -> list[list[str]]:
     """Rows (name, variant, params M, GMACs, val top-1) for a teacher and its student."""
+    import torch
+
+    from coatnet_edge.models.profile import profile_model
+    from coatnet_edge.models.source import load_model
+    from coatnet_edge.training.predict import predict_logits, top1
+
     rows = []
     for role, source, weights, options in (("teacher", teacher, teacher_weights, teacher_options),
                                            ("student", student, None, None)):
@@ -149,6 +150,12 @@ def _scan_val(path: Path | None, classes: list[str]) -> ImageFolder | None:
 def _build_student(source: str | Path | CoAtNet, num_classes: int, image_size: int | None,
                    data_dir: Path, seed: int) -> tuple[CoAtNet, PreprocessConfig]:
     """A new model from a variant name, or a checkpoint to fine-tune (a new head if classes differ)."""
+    import torch
+
+    from coatnet_edge.models.checkpoint import load_checkpoint
+    from coatnet_edge.models.coatnet import CoAtNet
+    from coatnet_edge.models.registry import create_model
+
     if isinstance(source, CoAtNet):
         if source.cfg.num_classes != num_classes:
             raise CoatnetEdgeError(f"model has {source.cfg.num_classes} classes, the data {num_classes}",
@@ -171,6 +178,11 @@ def _build_student(source: str | Path | CoAtNet, num_classes: int, image_size: i
 def _load_teacher(teacher: str | Path | nn.Module, weights: str | Path | None = None,
                   options: SourceOptions | None = None) -> tuple[nn.Module, LoadedModel | None]:
     """The teacher module and its ``LoadedModel`` (None for a bare module: it shares the student's input)."""
+    from torch import nn
+
+    from coatnet_edge.models.source import load_model
+    from coatnet_edge.models.timm_source import is_timm_source
+
     if isinstance(teacher, nn.Module):
         return teacher.eval(), None
     path = Path(teacher)
