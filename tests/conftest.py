@@ -71,6 +71,12 @@ def images_256(tmp_path_factory: pytest.TempPathFactory) -> Path:
                          SynthConfig(seed=5, image_size=256, train_per_class=3, val_per_class=2))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read README command 1's output run last (stable order otherwise): the background run then
+    overlaps every other test instead of being waited for by the first test that needs it."""
+    items.sort(key=lambda item: "default_run" in getattr(item, "fixturenames", ()))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start README command 1 in its own process as soon as a collected test needs it.
 

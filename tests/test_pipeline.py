@@ -278,6 +278,7 @@ qat_epochs = 1
 calib_size = 40
 [targets]
 build = ["onnx-int8", "openvino-int8"]
+openvino_int8_candidates = ["qdq"]  # QAT is under test here; the OpenVINO selection in test_target_int8.py
 [benchmark]
 batches = [1]
 warmup = 1
