@@ -29,9 +29,11 @@ from coatnet_edge.measure.report import compare, markdown_table
 from coatnet_edge.pipeline.export import export_model
 
 METHOD = """
-Each model is exported by `coatnet_edge.export_model` to ONNX FP32, ONNX INT8 (NNCF PTQ on the ONNX graph,
-default hybrid scheme and TensorRT preset, {calib} calibration images from the train split), OpenVINO
-IR FP32 and FP16 and the OpenVINO INT8 IR converted from the INT8 ONNX; then `coatnet_edge.compare`
+Each model is exported by `coatnet_edge.export_model` at its defaults to ONNX FP32, ONNX INT8 (NNCF PTQ
+on the ONNX graph, TensorRT preset, {calib} calibration images from the train split; each candidate scheme
+is scored against the baseline `cnn` and kept only where more faithful), OpenVINO IR FP32 and FP16, and
+the OpenVINO INT8 target made from that INT8 ONNX (its candidates measured in OpenVINO; each INT8 row's
+note says what was kept and why); then `coatnet_edge.compare`
 measures the PyTorch FP32 reference and every artifact in one process. Accuracy: top-1 (labeled data
 only), top-1 agreement, mean logit cosine and SQNR against the PyTorch FP32 logits on the same images.
 Latency: per artifact and batch size (1 and 8), 10 untimed warm-up runs then {runs} timed
