@@ -4,8 +4,8 @@
 
 The model has random weights saved to a local safetensors file (no downloads), 12 classes; images
 are the built-in shapes drawn at 256 px. Rows:
-- toolkit: `coatnet-edge export` FP32 ONNX / OpenVINO IR, `quantize` (NNCF PTQ on the ONNX graph,
-  hybrid scheme with timm's stage map, TensorRT preset) -> INT8 ONNX and INT8 IR;
+- toolkit: `coatnet-edge export` FP32 ONNX / OpenVINO IR, `quantize` at its defaults (NNCF PTQ on the ONNX graph,
+  TensorRT preset, timm's stage map, candidates against the baseline `cnn`) -> INT8 ONNX and the INT8 IR target;
 - plain: what a user writes without the toolkit: `torch.onnx.export` of the timm model ->
   `ov.convert_model` -> `nncf.quantize` on the OpenVINO model with default settings -> IR.
 Agreement with FP32 (top-1, cosine) on 240 validation images; OpenVINO/ORT CPU latency p50 at
