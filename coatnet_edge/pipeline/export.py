@@ -38,12 +38,12 @@ class ExportResult:
 
 
 def export_model(model: str | Path | Any, *, out: str | Path, backend: str = "onnx", precision: str = "fp32",
-           calib_dir: str | Path | None = None, batch: int = 1, dynamic_batch: bool = True, max_batch: int = 32,
-           device: str = "CPU", workspace_mib: int = 2048, weights: str | Path | None = None,
-           num_classes: int | None = None, source_options: SourceOptions | None = None,
-           openvino_candidates: tuple[str, ...] = OPENVINO_CANDIDATES,
-           onnxruntime_candidates: tuple[str, ...] = ONNXRUNTIME_CANDIDATES, log: Any = print,
-           **quantize_options: Any) -> ExportResult:
+                 calib_dir: str | Path | None = None, batch: int = 1, dynamic_batch: bool = True, max_batch: int = 32,
+                 device: str = "CPU", workspace_mib: int = 2048, weights: str | Path | None = None,
+                 num_classes: int | None = None, source_options: SourceOptions | None = None,
+                 openvino_candidates: tuple[str, ...] = OPENVINO_CANDIDATES,
+                 onnxruntime_candidates: tuple[str, ...] = ONNXRUNTIME_CANDIDATES, log: Any = print,
+                 **quantize_options: Any) -> ExportResult:
     """Export ``model`` for ``backend`` at ``precision`` into ``out``; returns the artifact and its manifest.
 
     ``model`` is a checkpoint (or ``builtin:...``), or for ``precision="int8"`` also an INT8 Q/DQ
